@@ -1,0 +1,43 @@
+"""The `dreamgym` command: one entry point, one module per subcommand.
+
+Each module in `experiments/commands/` defines `NAME`, `HELP`, `add_arguments(parser)` and
+`run(args) -> int`; it is found here without being listed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from experiments import commands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand in `experiments.commands`."""
+    parser = argparse.ArgumentParser(
+        prog="dreamgym",
+        description="Train agents inside learned world models (Gymnasium-compatible).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"experiments.commands.{info.name}")
+        p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse the command line and run one subcommand."""
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.run(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    except (FileNotFoundError, ValueError, FileExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        code = 2
+    sys.exit(code or 0)

@@ -1,0 +1,1 @@
+"""Subcommands of `dreamgym`, one module each (see experiments/cli.py)."""

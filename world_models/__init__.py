@@ -1,0 +1,1 @@
+"""World models: tokenizers, dynamics, losses, metrics, bundles and trainers."""
