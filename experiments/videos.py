@@ -25,7 +25,10 @@ def _as_rgb(frames: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
 
 
 def write_video(
-    frames: Sequence[np.ndarray] | np.ndarray, path: str | os.PathLike, fps: int = 10, scale: int = 4
+    frames: Sequence[np.ndarray] | np.ndarray,
+    path: str | os.PathLike,
+    fps: int = 10,
+    scale: int = 4,
 ) -> Path:
     """Write frames to `path` (.mp4 or .gif), upscaled by `scale` (nearest) so pixels stay crisp.
 
