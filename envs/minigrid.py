@@ -119,7 +119,7 @@ class MiniGridPixelsEnv(gym.Env):
 
     def _frame(self) -> np.ndarray:
         m = self.minigrid_env
-        return m.get_frame(highlight=False, tile_size=self.tile_size, agent_pov=False)
+        return m.grid.render(self.tile_size, m.agent_pos, m.agent_dir)  # no view-cone highlight
 
     def _observation(self) -> Any:
         if self.obs_mode == "pixels":

@@ -1,0 +1,66 @@
+"""What every world-model training command shares: run folders, config overrides, data splits."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from world_models.checkpoint import latest_checkpoint, read_json, write_json
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """`["depth=4", "lr=1e-3", "name=x"]` -> {"depth": 4, "lr": 0.001, "name": "x"} (JSON values,
+    falling back to plain strings)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def apply_overrides(config: Any, overrides: dict[str, Any]) -> Any:
+    """A copy of dataclass `config` with `overrides`; unknown keys are a clear error."""
+    names = {f.name for f in dataclasses.fields(config)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(
+            f"unknown setting(s) {unknown} for {type(config).__name__}; known: {sorted(names)}"
+        )
+    return dataclasses.replace(config, **overrides)
+
+
+def new_run_dir(root: str | os.PathLike, experiment: str) -> Path:
+    """`root/<experiment>/<YYYYmmdd-HHMMSS>/` (created)."""
+    path = Path(root) / experiment / time.strftime("%Y%m%d-%H%M%S")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def prepare_run(run_dir: str | os.PathLike, settings: dict[str, Any], resume: bool) -> dict:
+    """Record a run's settings in `run.json`, or on `--resume` return the recorded ones.
+
+    A run folder that already has checkpoints is never silently restarted: without `resume`
+    that is an error, so a finished or killed run is not overwritten by accident.
+    """
+    run_dir = Path(run_dir)
+    recorded = run_dir / "run.json"
+    if resume:
+        if not recorded.is_file():
+            raise FileNotFoundError(f"--resume: {recorded} not found; is {run_dir} a run folder?")
+        return read_json(recorded)
+    if latest_checkpoint(run_dir) is not None:
+        raise FileExistsError(
+            f"{run_dir} already holds checkpoints: pass --resume to continue it, "
+            "or choose another --run-dir"
+        )
+    write_json(recorded, settings)
+    return settings
