@@ -87,7 +87,9 @@ class MovingMNISTEnv(gym.Env):
         if not max_speed > 0:
             raise ValueError(f"max_speed must be > 0 pixels/frame, got {max_speed}")
         if len(target_speed) != 2 or not 0 <= target_speed[0] <= target_speed[1]:
-            raise ValueError(f"target_speed must be (low, high) with 0 <= low <= high, got {target_speed}")
+            raise ValueError(
+                f"target_speed must be (low, high) with 0 <= low <= high, got {target_speed}"
+            )
         if episode_length < 1:
             raise ValueError(f"episode_length must be >= 1, got {episode_length}")
         if not reward_scale > 0:
@@ -155,7 +157,9 @@ class MovingMNISTEnv(gym.Env):
         except (TypeError, ValueError) as e:
             raise ValueError(f"action must be 2 numbers (ego velocity x, y), got {action!r}") from e
         if a.shape != (2,):
-            raise ValueError(f"action must have shape (2,) (ego velocity x, y), got shape {a.shape}")
+            raise ValueError(
+                f"action must have shape (2,) (ego velocity x, y), got shape {a.shape}"
+            )
         if not np.all(np.isfinite(a)):
             raise ValueError(f"action must be finite, got {a.tolist()}")
         return np.clip(a, -1.0, 1.0)

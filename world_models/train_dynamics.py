@@ -1,0 +1,134 @@
+"""Training the dynamics model on a dataset through a frozen tokenizer (`dreamgym train-dynamics`).
+
+At the end the run folder holds `dynamics/` (the model alone) and `bundle/` (tokenizer +
+dynamics + real start contexts), ready for `gym.make("Dream-v0", bundle=...)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+
+from data_collection.sequence_view import SequenceView, split_episodes
+from world_models.action_encoder import space_to_spec
+from world_models.bundle import save_bundle, start_contexts
+from world_models.model_io import build_model, load_model, save_model
+from world_models.runs import apply_overrides, prepare_run
+from world_models.tokenizer import Tokenizer, video_to_float
+from world_models.trainer import Batch, TrainConfig, Trainer
+from world_models.world_model import WorldModel
+
+
+class DynamicsObjective(nn.Module):
+    """Shortcut-forcing loss of the dynamics model on latents of a frozen tokenizer."""
+
+    def __init__(self, tokenizer: Tokenizer, dynamics: nn.Module) -> None:
+        super().__init__()
+        self.tokenizer = tokenizer.requires_grad_(False).eval()
+        self.dynamics = dynamics
+
+    def train(self, mode: bool = True) -> DynamicsObjective:
+        super().train(mode)
+        self.tokenizer.eval()  # frozen: never in training mode (no MAE masking)
+        return self
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        with torch.no_grad():
+            latents = self.tokenizer.encode(batch["obs"])  # (B, T, N, D)
+        return self.dynamics.loss(
+            latents.float(),
+            batch["action"],
+            batch["labeled"],
+            batch["reward"],
+            batch["is_terminal"],
+        )
+
+
+def show_dreams(
+    objective: DynamicsObjective, batch: Batch, writer: SummaryWriter, step: int
+) -> None:
+    """Log a real window above its open-loop dream from the first half as context."""
+    obs = batch["obs"][:1]
+    context = max(1, obs.shape[1] // 2)
+    model = WorldModel(objective.tokenizer, objective.dynamics)
+    dream = model.imagine(obs, batch["action"][:1], batch["labeled"][:1], context).frame[0]
+    real = video_to_float(obs[0, context:])
+    grid = torch.cat([real, dream.float()], dim=1)  # (T, 2H, W, C)
+    writer.add_images("dynamics/real_over_dream", grid.clamp(0, 1), step, dataformats="NHWC")
+
+
+def default_dynamics_spec(tokenizer: Tokenizer, view: SequenceView, overrides: dict) -> dict:
+    """A dynamics model spec sized for the tokenizer's latents and the dataset's actions."""
+    from world_models.dynamics import DynamicsConfig
+
+    config = DynamicsConfig(
+        num_latents=tokenizer.num_latents,
+        latent_dim=tokenizer.latent_dim,
+        action_spec=space_to_spec(view.action_space),
+    )
+    config = apply_overrides(config, overrides)
+    return {"kind": "dynamics", "config": dataclasses.asdict(config)}
+
+
+def train_dynamics(
+    dataset_id: str,
+    tokenizer_path: str | os.PathLike,
+    run_dir: str | os.PathLike,
+    train: TrainConfig | None = None,
+    model_overrides: dict[str, Any] | None = None,
+    data_dir: str | None = None,
+    holdout: float = 0.1,
+    context_length: int = 1,
+    horizon: int = 200,
+    resume: bool = False,
+) -> Path:
+    """Train (or resume) the dynamics model; returns the path of the exported bundle."""
+    run_dir = Path(run_dir)
+    tokenizer = load_model(tokenizer_path)
+    full = SequenceView(dataset_id, data_dir=data_dir)
+    settings = {
+        "dataset_id": dataset_id,
+        "data_dir": data_dir,
+        "tokenizer": str(tokenizer_path),
+        "holdout": holdout,
+        "context_length": context_length,
+        "horizon": horizon,
+        "train": dataclasses.asdict(train or TrainConfig()),
+        "model": default_dynamics_spec(tokenizer, full, model_overrides or {}),
+    }
+    settings = prepare_run(run_dir, settings, resume)
+    train_ids, _ = split_episodes(full.num_episodes, settings["holdout"], seed=0)
+    train_view = SequenceView(dataset_id, data_dir=data_dir, episodes=train_ids)
+
+    dynamics = build_model(settings["model"])
+    objective = DynamicsObjective(tokenizer, dynamics)
+    trainer = Trainer(
+        objective,
+        train_view.sample,
+        TrainConfig(**settings["train"]),
+        run_dir,
+        visualize=show_dreams,
+    )
+    if resume:
+        trainer.resume()
+    trainer.fit()
+    bundle = run_dir / "bundle"
+    if trainer.is_main:
+        save_model(dynamics, run_dir / "dynamics")
+        save_bundle(
+            bundle,
+            env_id=full.env_id,
+            observation_space=full.observation_space,
+            action_space=full.action_space,
+            models={"tokenizer": tokenizer, "dynamics": dynamics},
+            contexts=start_contexts(train_view, count=64, length=settings["context_length"]),
+            sampling={"num_steps": 4},
+            horizon=settings["horizon"],
+        )
+    return bundle
