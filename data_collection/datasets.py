@@ -53,7 +53,8 @@ def check_dataset_id(dataset_id: str) -> tuple[str | None, str, int]:
     match = DATASET_ID_RE.fullmatch(dataset_id)
     if not match or match.group("version") is None:
         raise ValueError(
-            f"malformed dataset id {dataset_id!r}: use 'name-v0' or 'namespace/name-v0' "
+            f"malformed dataset id {dataset_id!r}: use 'name-v0' or 'namespace/name-v0' with a "
+            "namespace of 2+ characters "
             "(letters, digits, '-' and '_', ending in -v<version>)"
         )
     namespace, name, version = match.group("namespace", "dataset", "version")
@@ -206,7 +207,9 @@ def load_dataset(dataset_id: str, data_dir: str | os.PathLike | None = None) -> 
     try:
         return minari.MinariDataset(data)
     except Exception as err:  # Minari raises assorted errors for inconsistent files
-        raise CorruptDatasetError(f"dataset {dataset_id!r} cannot be opened ({err}); {fix}") from None
+        raise CorruptDatasetError(
+            f"dataset {dataset_id!r} cannot be opened ({err}); {fix}"
+        ) from None
 
 
 def read_metadata(folder: Path) -> dict[str, Any]:

@@ -30,7 +30,7 @@ MAX_EPISODE_STEPS = 100_000
 
 
 def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None) -> gym.Env:
-    """`gym.make(env_id, **env_kwargs)` after registering dreamgym's ids; a clear error if unknown."""
+    """`gym.make(env_id, **env_kwargs)` with dreamgym's ids registered; clear error if unknown."""
     import envs  # noqa: F401  (registers dreamgym ids)
 
     try:
@@ -46,7 +46,9 @@ def dreamgym_env_ids() -> list[str]:
     import envs  # noqa: F401
 
     return sorted(
-        k for k, s in gym.registry.items() if isinstance(s.entry_point, str) and s.entry_point.startswith("envs.")
+        k
+        for k, s in gym.registry.items()
+        if isinstance(s.entry_point, str) and s.entry_point.startswith("envs.")
     )
 
 

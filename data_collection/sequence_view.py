@@ -243,7 +243,7 @@ def _build_cache(dataset, folder: Path) -> None:
         ) from None
     if row != total:
         raise CorruptDatasetError(
-            f"dataset {dataset.id!r}: metadata says {total} steps, episodes hold {row}; re-create it"
+            f"dataset {dataset.id!r}: metadata says {total} steps, episodes hold {row}; re-create"
         )
     obs.flush()
     del obs

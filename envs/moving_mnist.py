@@ -29,7 +29,7 @@ MNIST_TEST_SEQ_URL = "http://www.cs.toronto.edu/~nitish/unsupervised_video/mnist
 
 
 def bounce(position: np.ndarray, velocity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One step of the standard generator: move, clamp to [0, LIMIT], flip clamped axes' velocity."""
+    """One standard-generator step: move, clamp to [0, LIMIT], flip each clamped axis's velocity."""
     moved = position + velocity
     hit = (moved < 0.0) | (moved > LIMIT)
     return np.clip(moved, 0.0, LIMIT), np.where(hit, -velocity, velocity)

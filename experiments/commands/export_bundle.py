@@ -1,0 +1,40 @@
+"""`dreamgym export-bundle`: pack a tokenizer, a dynamics model and start contexts."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "export-bundle"
+HELP = "Pack a trained tokenizer + dynamics model + real start contexts into a bundle folder."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tokenizer", required=True, help="tokenizer folder")
+    parser.add_argument("--dynamics", required=True, help="dynamics folder")
+    parser.add_argument("--dataset", required=True, help="dataset to take start contexts from")
+    parser.add_argument("--data-dir", help="Minari datasets root (default: MINARI_DATASETS_PATH)")
+    parser.add_argument("--out", required=True, help="bundle folder to write")
+    parser.add_argument("--contexts", type=int, default=64, help="number of start contexts")
+    parser.add_argument("--context-length", type=int, default=1, help="frames per start context")
+    parser.add_argument("--horizon", type=int, default=200, help="dream episode length")
+    parser.add_argument("--num-steps", type=int, default=4, help="shortcut steps K per frame")
+
+
+def run(args: argparse.Namespace) -> int:
+    from data_collection.sequence_view import SequenceView
+    from world_models.bundle import save_bundle, start_contexts
+    from world_models.model_io import load_model
+
+    view = SequenceView(args.dataset, data_dir=args.data_dir)
+    path = save_bundle(
+        args.out,
+        env_id=view.env_id,
+        observation_space=view.observation_space,
+        action_space=view.action_space,
+        models={"tokenizer": load_model(args.tokenizer), "dynamics": load_model(args.dynamics)},
+        contexts=start_contexts(view, args.contexts, args.context_length),
+        sampling={"num_steps": args.num_steps},
+        horizon=args.horizon,
+    )
+    print(f"bundle: {path}")
+    return 0

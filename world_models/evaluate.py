@@ -1,0 +1,147 @@
+"""Evaluating a world-model bundle on held-out episodes (`dreamgym eval-world-model`).
+
+Open-loop, action-conditioned rollouts from real context: for each held-out window the model
+sees `context` real frames and imagines the next `horizon` from the recorded actions. Frames
+are scored per horizon (PSNR, SSIM) beside the hold-last-frame baseline in the same run, and
+the reward and continue heads against the recorded rewards and terminations.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from data_collection.sequence_view import SequenceView, split_episodes
+from world_models.bundle import load_bundle
+from world_models.checkpoint import write_json
+from world_models.metrics import psnr, ssim
+from world_models.tokenizer import video_to_float
+from world_models.world_model import WorldModel
+
+
+def _windows(view: SequenceView, count: int, length: int, seed: int) -> dict[str, np.ndarray]:
+    return view.sample(count, length, np.random.default_rng(seed))
+
+
+def reward_tolerance(rewards: np.ndarray) -> float:
+    """Half the smallest gap between distinct recorded reward values (at most 0.05 of their
+    range), so a prediction counts as right when it is nearer the true value than any other."""
+    values = np.unique(np.round(rewards, 6))
+    if len(values) < 2:
+        return 0.05
+    span = float(values[-1] - values[0])
+    return min(float(np.diff(values).min()) / 2, 0.05 * span)
+
+
+@torch.no_grad()
+def evaluate_world_model(
+    bundle_path: str | os.PathLike,
+    dataset_id: str,
+    data_dir: str | None = None,
+    context: int = 4,
+    horizon: int = 16,
+    windows: int = 64,
+    num_steps: tuple[int, ...] = (4,),
+    holdout: float = 0.1,
+    device: str = "cpu",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Per-horizon PSNR/SSIM of dream vs hold-last-frame, and head accuracies, as a dict."""
+    bundle = load_bundle(bundle_path, device)
+    full = SequenceView(dataset_id, data_dir=data_dir)
+    _, test_ids = split_episodes(full.num_episodes, holdout, seed=0)
+    view = SequenceView(dataset_id, data_dir=data_dir, episodes=test_ids or None)
+    batch = _windows(view, windows, context + horizon, seed)
+    tensors = {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
+    real = video_to_float(tensors["obs"][:, context:])  # (B, horizon, H, W, C)
+    hold = video_to_float(tensors["obs"][:, context - 1 : context]).expand_as(real)
+    results: dict[str, Any] = {
+        "bundle": str(bundle_path),
+        "dataset": dataset_id,
+        "held_out_episodes": len(test_ids),
+        "windows": windows,
+        "context": context,
+        "horizon": list(range(1, horizon + 1)),
+        "hold_last_frame": {
+            "psnr": psnr(hold, real).mean(0).tolist(),
+            "ssim": ssim(hold, real).mean(0).tolist(),
+        },
+    }
+    tol = reward_tolerance(batch["reward"])
+    true_reward = tensors["reward"][:, context:].float()
+    true_cont = ~tensors["is_terminal"][:, context:]
+    dreams = {}
+    for k in num_steps:
+        model = WorldModel(bundle.models["tokenizer"], bundle.models["dynamics"], num_steps=k)
+        generator = torch.Generator(device).manual_seed(seed)
+        out = model.imagine(
+            tensors["obs"], tensors["action"], tensors["labeled"], context, generator
+        )
+        dreams[k] = out.frame
+        results[f"dream_k{k}"] = {
+            "psnr": psnr(out.frame, real).mean(0).tolist(),
+            "ssim": ssim(out.frame, real).mean(0).tolist(),
+            "reward_accuracy": ((out.reward - true_reward).abs() <= tol).float().mean().item(),
+            "reward_mae": (out.reward - true_reward).abs().mean().item(),
+            "continue_accuracy": ((out.cont > 0.5) == true_cont).float().mean().item(),
+        }
+    results["reward_tolerance"] = tol
+    results["_frames"] = {"real": real, "dream": dreams[num_steps[0]], "hold": hold}
+    return results
+
+
+def write_report(results: dict[str, Any], out_dir: str | os.PathLike) -> Path:
+    """Write `metrics.json`, `psnr.png` and `real_vs_dream.mp4` into `out_dir`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from experiments.videos import write_video
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frames = results.pop("_frames")
+    write_json(out_dir / "metrics.json", results)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, metric in zip(axes, ("psnr", "ssim"), strict=True):
+        ax.plot(
+            results["horizon"], results["hold_last_frame"][metric], "k--", label="hold last frame"
+        )
+        for key in (k for k in results if k.startswith("dream_k")):
+            ax.plot(results["horizon"], results[key][metric], label=key.replace("_", " K="))
+        ax.set_xlabel("horizon (frames)")
+        ax.set_ylabel(metric.upper())
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / "psnr.png", dpi=100)
+    plt.close(fig)
+    pairs = torch.cat([frames["real"][:4], frames["dream"][:4]], dim=3)  # (4, T, H, 2W, C)
+    video = (pairs.flatten(0, 1).clamp(0, 1) * 255).round().byte().cpu().numpy()
+    write_video(video, out_dir / "real_vs_dream.mp4", fps=4)
+    return out_dir
+
+
+def summary_table(results: dict[str, Any], every: int = 4) -> str:
+    """A Markdown table of PSNR per horizon (every `every`-th frame) and head accuracies."""
+    cols = [h for h in results["horizon"] if h == 1 or h % every == 0]
+    rows = [("hold last frame", results["hold_last_frame"])]
+    rows += [
+        (k.replace("dream_k", "dream K="), v) for k, v in results.items() if k.startswith("dream_k")
+    ]
+    head = (
+        "| model | "
+        + " | ".join(f"PSNR@{h}" for h in cols)
+        + " | SSIM mean | reward acc | cont acc |"
+    )
+    lines = [head, "|" + "---|" * (len(cols) + 4)]
+    for name, r in rows:
+        psnrs = " | ".join(f"{r['psnr'][h - 1]:.2f}" for h in cols)
+        rew = f"{r['reward_accuracy']:.3f}" if "reward_accuracy" in r else "-"
+        cont = f"{r['continue_accuracy']:.3f}" if "continue_accuracy" in r else "-"
+        lines.append(f"| {name} | {psnrs} | {np.mean(r['ssim']):.3f} | {rew} | {cont} |")
+    return "\n".join(lines)
