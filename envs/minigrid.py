@@ -79,7 +79,7 @@ class MiniGridPixelsEnv(gym.Env):
 
     @property
     def minigrid_env(self) -> MiniGridEnv:
-        """The underlying MiniGrid env: true state (`grid`, `agent_pos`, `agent_dir`, `carrying`)."""
+        """The wrapped MiniGrid env; `grid`, `agent_pos`, `agent_dir`, `carrying` are the state."""
         return self._inner.unwrapped
 
     def reset(

@@ -59,7 +59,9 @@ def plan_action(m: MiniGridEnv) -> int:
 
     locked_colors = {obj.color for _, _, obj in cells if obj is not None and _is_locked(obj)}
     targets = [(positions(lambda o: o.type == "goal"), FORWARD)]
-    targets.append((positions(lambda o: o.type == "door" and not o.is_open and can_open(o)), TOGGLE))
+    targets.append(
+        (positions(lambda o: o.type == "door" and not o.is_open and can_open(o)), TOGGLE)
+    )
     if carrying is None:
         targets.append((positions(lambda o: o.type == "key" and o.color in locked_colors), PICKUP))
         targets.append((positions(lambda o: o.can_pickup()), PICKUP))

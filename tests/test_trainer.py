@@ -1,0 +1,140 @@
+"""The shared training loop: schedule, checkpoints, exact resume after a kill."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from world_models.checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    load_checkpoint,
+    load_weights,
+    save_checkpoint,
+)
+from world_models.runs import apply_overrides, parse_overrides, prepare_run
+from world_models.trainer import TrainConfig, Trainer, lr_at, seq_len_at
+
+
+class Regression(nn.Module):
+    """A tiny objective: fit y = x @ w with noise drawn from torch's global RNG."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 1)
+
+    def forward(self, batch):
+        x = batch["x"] + 0.01 * torch.randn_like(batch["x"])
+        loss = ((self.linear(x) - batch["y"]) ** 2).mean()
+        return loss, {"mse": loss.item()}
+
+
+W = np.array([[1.0], [-2.0], [0.5], [3.0]], dtype=np.float32)
+
+
+def sampler(batch_size: int, seq_len: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    x = rng.standard_normal((batch_size * seq_len, 4)).astype(np.float32)
+    return {"x": x, "y": x @ W}
+
+
+def make_trainer(run_dir, steps: int, sample=sampler) -> Trainer:
+    torch.manual_seed(0)
+    cfg = TrainConfig(steps=steps, batch_size=4, seq_len=2, lr=0.05, warmup=2, ckpt_every=5)
+    return Trainer(Regression(), sample, cfg, run_dir)
+
+
+def dies_after(calls: int):
+    """A sampler that kills the run (as Ctrl-C would) on its `calls + 1`-th batch."""
+    count = 0
+
+    def sample(batch_size, seq_len, rng):
+        nonlocal count
+        count += 1
+        if count > calls:
+            raise KeyboardInterrupt
+        return sampler(batch_size, seq_len, rng)
+
+    return sample
+
+
+def test_schedule_warms_up_then_decays():
+    cfg = TrainConfig(steps=100, warmup=10, lr=1.0, min_lr_ratio=0.1)
+    assert lr_at(0, cfg) == pytest.approx(0.1)
+    assert lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(55, cfg) < lr_at(20, cfg)
+    assert lr_at(100, cfg) == pytest.approx(0.1)
+
+
+def test_alternating_long_batches():
+    cfg = TrainConfig(seq_len=8, long_seq_len=32, long_every=4)
+    assert [seq_len_at(s, cfg) for s in range(8)] == [8, 8, 8, 32, 8, 8, 8, 32]
+    assert seq_len_at(3, TrainConfig(seq_len=8)) == 8
+
+
+def test_training_reduces_loss(tmp_path):
+    trainer = make_trainer(tmp_path, steps=300)
+    first = trainer._train_step(
+        {k: torch.from_numpy(v) for k, v in sampler(4, 2, trainer.rng).items()}
+    )
+    trainer.fit()
+    last = trainer._train_step(
+        {k: torch.from_numpy(v) for k, v in sampler(4, 2, trainer.rng).items()}
+    )
+    assert last["mse"] < 0.1 * first["mse"]
+
+
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
+    straight = make_trainer(tmp_path / "straight", steps=20)
+    straight.fit()
+
+    with pytest.raises(KeyboardInterrupt):
+        make_trainer(tmp_path / "killed", steps=20, sample=dies_after(12)).fit()
+    resumed = make_trainer(tmp_path / "killed", steps=20)
+    assert resumed.resume() and resumed.step == 10
+    resumed.fit()
+    for a, b in zip(straight.objective.parameters(), resumed.objective.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_checkpoint_pointer_only_names_complete_folders(tmp_path):
+    model = nn.Linear(2, 2)
+    opt = torch.optim.AdamW(model.parameters())
+    save_checkpoint(tmp_path, 1, model, opt, {"note": "a"})
+    (tmp_path / "checkpoints" / ".step-00000002.tmp").mkdir()  # a save killed half-way
+    folder = latest_checkpoint(tmp_path)
+    assert folder.name == "step-00000001"
+    assert load_checkpoint(folder, model, opt)["note"] == "a"
+
+
+def test_mismatched_weights_are_named(tmp_path):
+    save_checkpoint(
+        tmp_path, 1, nn.Linear(2, 3), torch.optim.AdamW(nn.Linear(2, 3).parameters()), {}
+    )
+    with pytest.raises(CheckpointError, match="shape mismatch.*weight"):
+        load_weights(nn.Linear(2, 4), latest_checkpoint(tmp_path) / "model.safetensors")
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="not a readable safetensors"):
+        load_weights(nn.Linear(2, 4), bad)
+
+
+def test_run_folder_is_not_restarted_by_accident(tmp_path):
+    make_trainer(tmp_path, steps=5).fit()
+    with pytest.raises(FileExistsError, match="--resume"):
+        prepare_run(tmp_path, {"a": 1}, resume=False)
+    with pytest.raises(FileNotFoundError, match="run.json"):
+        prepare_run(tmp_path / "other", {}, resume=True)
+
+
+def test_overrides_are_checked():
+    assert parse_overrides(["depth=4", "name=x", "lr=1e-3"]) == {
+        "depth": 4,
+        "name": "x",
+        "lr": 1e-3,
+    }
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_overrides(["depth"])
+    with pytest.raises(ValueError, match="unknown setting"):
+        apply_overrides(TrainConfig(), {"nope": 1})

@@ -1,0 +1,121 @@
+"""The CNN autoencoder tokenizer: the fast baseline.
+
+Each frame is encoded on its own: a 3x3 stem, then `num_downsamples` stages of (4x4 stride-2
+conv, residual blocks) that halve the resolution and double the width (up to `max_channels`),
+then a 1x1 conv + tanh bottleneck to `latent_dim` channels. Every cell of the final h x w grid
+is one latent token: N = h * w tokens of width D = latent_dim (64x64 frames and 3 downsamples
+give an 8x8 grid, one token per MiniGrid tile). The decoder mirrors it with nearest-neighbour
+upsampling + 3x3 convs and ends in a sigmoid, so reconstructions lie in [0, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from world_models.tokenizer import Tokenizer, check_video, video_to_float
+
+
+@dataclass
+class CNNTokenizerConfig:
+    image_size: int = 64
+    channels: int = 3
+    base_channels: int = 32  # width after the stem
+    max_channels: int = 128
+    num_downsamples: int = 3  # 64 -> 8x8 latent grid
+    blocks_per_stage: int = 1  # residual blocks at each downsampled resolution
+    latent_dim: int = 16
+
+    def __post_init__(self) -> None:
+        for name in ("image_size", "channels", "base_channels", "max_channels", "latent_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"CNNTokenizerConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_downsamples < 0 or self.blocks_per_stage < 0:
+            raise ValueError("CNNTokenizerConfig.num_downsamples and blocks_per_stage must be >= 0")
+        if self.image_size % 2**self.num_downsamples:
+            raise ValueError(
+                f"image_size {self.image_size} is not divisible by 2**num_downsamples "
+                f"= {2**self.num_downsamples}; change num_downsamples"
+            )
+
+    @property
+    def widths(self) -> list[int]:
+        """Channel width at each resolution level, full resolution first."""
+        return [min(self.base_channels * 2**i, self.max_channels) for i in range(self.num_downsamples + 1)]
+
+    @property
+    def grid_size(self) -> int:
+        """Side of the latent grid h = w."""
+        return self.image_size // 2**self.num_downsamples
+
+
+def _norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(8 if channels % 8 == 0 else 1, channels)
+
+
+class ResBlock(nn.Module):
+    """Pre-norm residual block: x + conv(act(norm(conv(act(norm(x))))))."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            _norm(channels),
+            nn.SiLU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+            _norm(channels),
+            nn.SiLU(),
+            nn.Conv2d(channels, channels, 3, padding=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class CNNTokenizer(Tokenizer):
+    """Per-frame conv autoencoder: video (B, T, H, W, C) <-> latents (B, T, h*w, latent_dim)."""
+
+    def __init__(self, config: CNNTokenizerConfig | None = None) -> None:
+        super().__init__()
+        self.config = cfg = config or CNNTokenizerConfig()
+        self.num_latents = cfg.grid_size**2
+        self.latent_dim = cfg.latent_dim
+        w = cfg.widths
+        encoder: list[nn.Module] = [nn.Conv2d(cfg.channels, w[0], 3, padding=1)]
+        for i in range(cfg.num_downsamples):
+            encoder.append(nn.Conv2d(w[i], w[i + 1], 4, stride=2, padding=1))
+            encoder += [ResBlock(w[i + 1]) for _ in range(cfg.blocks_per_stage)]
+        encoder += [_norm(w[-1]), nn.SiLU(), nn.Conv2d(w[-1], cfg.latent_dim, 1), nn.Tanh()]
+        self.encoder = nn.Sequential(*encoder)
+
+        decoder: list[nn.Module] = [nn.Conv2d(cfg.latent_dim, w[-1], 1)]
+        for i in reversed(range(cfg.num_downsamples)):
+            decoder += [ResBlock(w[i + 1]) for _ in range(cfg.blocks_per_stage)]
+            decoder += [nn.Upsample(scale_factor=2.0), nn.Conv2d(w[i + 1], w[i], 3, padding=1)]
+        decoder += [_norm(w[0]), nn.SiLU(), nn.Conv2d(w[0], cfg.channels, 3, padding=1)]
+        decoder.append(nn.Sigmoid())
+        self.decoder = nn.Sequential(*decoder)
+
+    def encode(self, video: torch.Tensor) -> torch.Tensor:
+        """(B, T, H, W, C) uint8 or float in [0, 1] -> latents (B, T, N, D) in [-1, 1]."""
+        cfg = self.config
+        check_video(video, cfg.image_size, cfg.channels)
+        batch, time = video.shape[:2]
+        frames = video_to_float(video).flatten(0, 1).permute(0, 3, 1, 2)  # (B*T, C, H, W)
+        latents = self.encoder(frames.to(self.encoder[0].weight.dtype))  # (B*T, D, h, w)
+        return latents.flatten(2).transpose(1, 2).reshape(batch, time, self.num_latents, -1)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents (B, T, N, D) -> video (B, T, H, W, C) float in [0, 1]."""
+        cfg = self.config
+        if latents.ndim != 4 or tuple(latents.shape[2:]) != (self.num_latents, self.latent_dim):
+            raise ValueError(
+                f"expected latents of shape (B, T, {self.num_latents}, {self.latent_dim}), "
+                f"got {tuple(latents.shape)}"
+            )
+        batch, time = latents.shape[:2]
+        grid = latents.flatten(0, 1).transpose(1, 2)  # (B*T, D, N)
+        grid = grid.reshape(-1, self.latent_dim, cfg.grid_size, cfg.grid_size)
+        frames = self.decoder(grid)  # (B*T, C, H, W)
+        return frames.permute(0, 2, 3, 1).reshape(batch, time, *frames.shape[2:], cfg.channels)
