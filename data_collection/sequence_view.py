@@ -83,7 +83,8 @@ class SequenceView:
             )
         action_layout(self.action_space)
         cache = ensure_cache(dataset, dataset_dir(dataset_id, data_dir) / CACHE_DIR)
-        self._obs = np.load(cache / "obs.npy", mmap_mode="r")  # (S, *obs_shape) uint8
+        # (S, *obs_shape) uint8, memory-mapped; a plain-ndarray view so results are plain arrays
+        self._obs = np.load(cache / "obs.npy", mmap_mode="r").view(np.ndarray)
         self._arrays = {k: np.load(cache / f"{k}.npy") for k in KEYS[1:]}  # (S, ...) each
         self._offsets = np.load(cache / "offsets.npy")  # (E + 1,) first row of each episode
         total = len(self._offsets) - 1
@@ -144,7 +145,7 @@ class SequenceView:
         rows = starts[rng.integers(0, len(starts), size=batch_size)]
         rows = rows[:, None] + np.arange(seq_len)  # (B, T)
         out = {k: v[rows] for k, v in self._arrays.items()}
-        out["obs"] = np.asarray(self._obs[rows])
+        out["obs"] = np.take(self._obs, rows, axis=0)  # each window: one contiguous block
         return out
 
 

@@ -65,18 +65,24 @@ class _Assets:
         self.size = size
         self.scale = s = size / VIEW  # pixels per world unit
         self.half = size // 2
-        self.margin = m = math.ceil(11 * s) + 2  # sprites and rings near the edge stay in bounds
+        # Units whose centre is within `reach` pixels of the frame are drawn; every drawing
+        # (sprite, bars, spin ring) spans at most `reach` pixels from its centre.
+        self.reach = math.ceil(max(ls.E_RADIUS, 6.0) * s) + 2
+        self.margin = m = 2 * self.reach + 1
         self.ox = self.half + m + 1  # background column of world x = 0
         self.oy = self.half + m + 1 + round(ls.HALF_HEIGHT * s)  # background row of world y = 0
         width = self.ox + round(ls.LANE_LENGTH * s) + self.half + m + 2
         height = self.oy + round(ls.HALF_HEIGHT * s) + self.half + m + 2
         self.background = self._background(height, width)
         self.shapes = {k: _resize(v, s) for k, v in _SHAPES.items()}
-        self.bar_width = {k: max(2, round(v * s)) for k, v in _BAR_WIDTH.items()}
+        self.bar_width = np.zeros(5, np.intp)  # by kind
+        for k, v in _BAR_WIDTH.items():
+            self.bar_width[k] = max(2, round(v * s))
+        self._patches: dict[tuple, tuple[int, int, np.ndarray, np.ndarray]] = {}
         self.bar_height = max(1, round(s))
         self.frame_width = max(1, round(s))
         self.ring = self._ring(ls.E_RADIUS * s)
-        self.hud = max(2, round(3 * s))
+        self.hud = self._hud_patches(max(2, round(3 * s)))
 
     def _background(self, height: int, width: int) -> np.ndarray:
         s = self.scale
@@ -95,6 +101,37 @@ class _Assets:
             img[world & (np.abs(d - ls.TOWER_RANGE) <= 0.5 / s)] = RING[team]
         return img
 
+    def unit_patch(
+        self, kind: int, team: int, fill: int, player: bool, empowered: bool
+    ) -> tuple[int, int, np.ndarray, np.ndarray]:
+        """A unit's sprite with its health bar (`fill` pixels full) above it, as (rows above
+        the centre, columns left of the centre, (h, w, 3) patch, (h, w, 1) opaque mask)."""
+        key = (kind, team, fill, player, empowered)
+        if key not in self._patches:
+            shape = self.shapes[kind]
+            h, w = shape.shape
+            bw, bh = int(self.bar_width[kind]), self.bar_height
+            gap = 1 + (self.frame_width if kind == ls.CHAMPION else 0)  # room for W's frame
+            left = max(w // 2, bw // 2)
+            patch = np.zeros((bh + gap + h, left + max(w - w // 2, bw - bw // 2), 3), np.uint8)
+            mask = np.zeros(patch.shape[:2] + (1,), bool)
+            if kind == ls.TOWER:
+                colours = (TOWER_BODY[team], TOWER_TOP[team])
+            elif kind == ls.CHAMPION:
+                colours = (EMPOWERED if empowered else CHAMP[team],)
+            else:
+                colours = (MINION[team][kind == ls.RANGED],)
+            body = patch[bh + gap :, left - w // 2 : left - w // 2 + w]
+            for value, colour in enumerate(colours, start=1):
+                body[shape == value] = colour
+            mask[bh + gap :, left - w // 2 : left - w // 2 + w, 0] = shape > 0
+            bar = patch[:bh, left - bw // 2 : left - bw // 2 + bw]
+            bar[:] = BAR_BACK
+            bar[:, :fill] = PLAYER_BAR if player else BAR_FILL[team]
+            mask[:bh, left - bw // 2 : left - bw // 2 + bw] = True
+            self._patches[key] = (h // 2 + gap + bh, left, patch, mask)
+        return self._patches[key]
+
     @staticmethod
     def _ring(radius: float) -> tuple[np.ndarray, np.ndarray]:
         """(rows, cols) offsets of a one-pixel circle of `radius` pixels."""
@@ -102,6 +139,18 @@ class _Assets:
         yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
         on = np.abs(np.hypot(yy, xx) - radius) <= 0.5
         return yy[on], xx[on]
+
+    @staticmethod
+    def _hud_patches(k: int) -> dict[tuple[bool, ...], np.ndarray]:
+        """Q, W, E, R squares on a black strip, one patch per combination of ready flags."""
+        patches = {}
+        for flags in np.ndindex(2, 2, 2, 2):
+            patch = np.zeros((k + 2, 4 * (k + 1) + 1, 3), np.uint8)
+            for i, ready in enumerate(flags):
+                left = 1 + i * (k + 1)
+                patch[1 : 1 + k, left : left + k] = HUD_READY[i] if ready else HUD_COOLING
+            patches[tuple(bool(f) for f in flags)] = patch
+        return patches
 
 
 @lru_cache(maxsize=8)
@@ -119,74 +168,56 @@ class LaneRenderer:
 
     def draw(self, sim: ls.LaneSim) -> np.ndarray:
         a = self.a
-        u, ch = sim.units, sim.champs
+        u, tm = sim.units, sim.timers
         span = a.size + 2 * a.margin
-        cam_c = round(u["x"][ls.PLAYER] * a.scale)
-        cam_r = round(u["y"][ls.PLAYER] * a.scale)
+        cam_c = round(float(u["x"][ls.PLAYER]) * a.scale)
+        cam_r = round(float(u["y"][ls.PLAYER]) * a.scale)
         top = a.oy + cam_r - a.half - a.margin
         left = a.ox + cam_c - a.half - a.margin
         canvas = a.background[top : top + span, left : left + span].copy()
-        cols = np.rint(u["x"] * a.scale).astype(np.intp) - cam_c + a.half + a.margin
-        rows = np.rint(u["y"] * a.scale).astype(np.intp) - cam_r + a.half + a.margin
+        cols = np.rint(u["x"] * a.scale).astype(np.intp) - (cam_c - a.half - a.margin)
+        rows = np.rint(u["y"] * a.scale).astype(np.intp) - (cam_r - a.half - a.margin)
         kind, hp = u["kind"], u["hp"]
-        lo, hi = a.margin // 2, span - a.margin // 2
+        lo, hi = a.margin - a.reach, span - a.margin + a.reach
         visible = (kind != ls.EMPTY) & (hp > 0) & (cols >= lo) & (cols < hi)
         visible &= (rows >= lo) & (rows < hi)
-        visible[:2] = False
-        for i in np.flatnonzero(visible):
-            self._unit(canvas, int(rows[i]), int(cols[i]), int(kind[i]), int(u["team"][i]))
-            self._bar(canvas, int(rows[i]), int(cols[i]), int(kind[i]), hp[i] / u["max_hp"][i],
-                      BAR_FILL[int(u["team"][i])])
-        for c in (ls.ENEMY, ls.PLAYER):
-            if hp[c] > 0 and lo <= cols[c] < hi and lo <= rows[c] < hi:
-                self._champion(canvas, sim, c, int(rows[c]), int(cols[c]))
+        idx = np.flatnonzero(visible)[::-1]  # minions first, the player's champion on top
+        width = a.bar_width[kind[idx]]
+        fills = np.maximum(1, np.rint(width * hp[idx] / u["max_hp"][idx])).astype(np.intp)
+        for i, r, c, k, team, fill in zip(
+            idx.tolist(),
+            rows[idx].tolist(),
+            cols[idx].tolist(),
+            kind[idx].tolist(),
+            u["team"][idx].tolist(),
+            np.minimum(fills, width).tolist(),
+            strict=True,
+        ):
+            empowered = False
+            if i < 2:
+                self._champion_effects(canvas, tm[i], r, c)
+                empowered = bool(tm[i, ls.Q_BUFF] > 0)
+            dr, dc, patch, mask = a.unit_patch(k, team, fill, i == ls.PLAYER, empowered)
+            np.copyto(
+                canvas[r - dr : r - dr + patch.shape[0], c - dc : c - dc + patch.shape[1]],
+                patch,
+                where=mask,
+            )
         frame = canvas[a.margin : a.margin + a.size, a.margin : a.margin + a.size]
-        self._hud(frame, ch["cooldown"][ls.PLAYER])
-        if ch["respawn"][ls.PLAYER] > 0:
+        ready = tm[ls.PLAYER, :4] == 0
+        hud = a.hud[bool(ready[0]), bool(ready[1]), bool(ready[2]), bool(ready[3])]
+        frame[a.size - hud.shape[0] :, : hud.shape[1]] = hud
+        if tm[ls.PLAYER, ls.RESPAWN] > 0:
             frame //= 3
-            frame[: a.bar_height, : round(a.size * ch["respawn"][ls.PLAYER] / ls.RESPAWN_STEPS)] = 255
+            width = round(a.size * int(tm[ls.PLAYER, ls.RESPAWN]) / ls.RESPAWN_STEPS)
+            frame[: a.bar_height, :width] = 255
         return np.ascontiguousarray(frame)
 
-    def _paint(self, canvas: np.ndarray, r: int, c: int, shape: np.ndarray, colours) -> None:
-        h, w = shape.shape
-        patch = canvas[r - h // 2 : r - h // 2 + h, c - w // 2 : c - w // 2 + w]
-        for value, colour in enumerate(colours, start=1):
-            patch[shape == value] = colour
-
-    def _unit(self, canvas: np.ndarray, r: int, c: int, kind: int, team: int) -> None:
-        if kind == ls.TOWER:
-            colours = (TOWER_BODY[team], TOWER_TOP[team])
-        else:
-            colours = (MINION[team][kind == ls.RANGED],)
-        self._paint(canvas, r, c, self.a.shapes[kind], colours)
-
-    def _bar(self, canvas, r: int, c: int, kind: int, frac: float, colour) -> None:
+    def _champion_effects(self, canvas: np.ndarray, timers: np.ndarray, r: int, c: int) -> None:
+        """The spin ring (E) and the shield frame (W) under a champion's sprite."""
         a = self.a
-        w, bh = a.bar_width[kind], a.bar_height
-        top = r - a.shapes[kind].shape[0] // 2 - 1 - bh
-        left = c - w // 2
-        canvas[top : top + bh, left : left + w] = BAR_BACK
-        canvas[top : top + bh, left : left + max(1, round(w * min(frac, 1.0)))] = colour
-
-    def _champion(self, canvas: np.ndarray, sim: ls.LaneSim, c: int, r: int, col: int) -> None:
-        a, ch = self.a, sim.champs
-        if ch["e_spin"][c] > 0:
-            canvas[r + a.ring[0], col + a.ring[1]] = SPIN
-        shape = a.shapes[ls.CHAMPION]
-        if ch["w_buff"][c] > 0:
-            h, w, f = shape.shape[0], shape.shape[1], a.frame_width
-            canvas[r - h // 2 - f : r - h // 2 + h + f, col - w // 2 - f : col - w // 2 + w + f] = (
-                255
-            )
-        colour = EMPOWERED if ch["q_buff"][c] > 0 else CHAMP[c]
-        self._paint(canvas, r, col, shape, (colour,))
-        u = sim.units
-        fill = PLAYER_BAR if c == ls.PLAYER else BAR_FILL[1]
-        self._bar(canvas, r - a.frame_width, col, ls.CHAMPION, u["hp"][c] / u["max_hp"][c], fill)
-
-    def _hud(self, frame: np.ndarray, cooldown: np.ndarray) -> None:
-        k = self.a.hud
-        top = self.a.size - k - 1
-        for i in range(4):
-            left = 1 + i * (k + 1)
-            frame[top : top + k, left : left + k] = HUD_READY[i] if cooldown[i] == 0 else HUD_COOLING
+        if timers[ls.E_SPIN] > 0:
+            canvas[r + a.ring[0], c + a.ring[1]] = SPIN
+        if timers[ls.W_BUFF] > 0:
+            h = a.shapes[ls.CHAMPION].shape[0] // 2 + a.frame_width
+            canvas[r - h : r + h + 1, c - h : c + h + 1] = 255

@@ -112,7 +112,8 @@ class ActionEncoder(nn.Module):
         nd = len(self.action_shape)
         if nd and tuple(action.shape[-nd:]) != self.action_shape:
             raise ValueError(
-                f"{self.kind} actions must end in shape {self.action_shape}, got {tuple(action.shape)}"
+                f"{self.kind} actions must end in shape {self.action_shape}, "
+                f"got {tuple(action.shape)}"
             )
         batch = action.shape[: action.ndim - nd]
         if labeled is None:
@@ -123,7 +124,11 @@ class ActionEncoder(nn.Module):
                 f"labeled has shape {tuple(labeled.shape)} but actions {tuple(action.shape)} "
                 f"imply batch shape {tuple(batch)}"
             )
-        emb = self._embed_box(action, labeled) if self.kind == "Box" else self._embed_ints(action, labeled)
+        emb = (
+            self._embed_box(action, labeled)
+            if self.kind == "Box"
+            else self._embed_ints(action, labeled)
+        )
         return torch.where(labeled.unsqueeze(-1), emb, self.no_action.to(emb.dtype))
 
     def _embed_box(self, action: torch.Tensor, labeled: torch.Tensor) -> torch.Tensor:
@@ -131,15 +136,15 @@ class ActionEncoder(nn.Module):
         a = torch.where(labeled.unsqueeze(-1), a, torch.zeros_like(a))
         if not torch.isfinite(a).all():
             raise ValueError("Box actions contain NaN or inf where labeled is True")
-        scaled = 2 * (a.clamp(self.low, self.high) - self.low) / (self.high - self.low).clamp_min(
-            1e-12
-        ) - 1
+        scaled = (
+            2 * (a.clamp(self.low, self.high) - self.low) / (self.high - self.low).clamp_min(1e-12)
+            - 1
+        )
         return self.linear(torch.where(self.finite, scaled, a))
 
     def _embed_ints(self, action: torch.Tensor, labeled: torch.Tensor) -> torch.Tensor:
-        if action.is_floating_point():
-            if not torch.equal(action, action.round()):
-                raise ValueError(f"{self.kind} actions must be integers, got {action}")
+        if action.is_floating_point() and not torch.equal(action, action.round()):
+            raise ValueError(f"{self.kind} actions must be integers, got {action}")
         a = action.long()
         if self.kind == "Discrete":
             a = a.unsqueeze(-1)

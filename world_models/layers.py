@@ -48,7 +48,7 @@ class RMSNorm(nn.Module):
         dtype = x.dtype
         x = x.float()
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        return x.to(dtype) * self.weight
+        return (x * self.weight.float()).to(dtype)  # keeps the input dtype (bf16 autocast)
 
 
 class RotaryEmbedding(nn.Module):

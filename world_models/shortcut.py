@@ -18,12 +18,29 @@ Training (per frame, diffusion forcing: every frame its own tau and d):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
 DenoiseFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+Generators = torch.Generator | Sequence[torch.Generator] | None
 SAMPLERS = ("euler", "renoise")
+
+
+def randn(
+    shape: tuple[int, ...],
+    generator: Generators = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Standard normal noise. With a sequence of generators, row i (of shape[0]) is drawn from
+    generator i, so a batch of rollouts draws exactly what each would draw alone."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+    if len(generator) != shape[0]:
+        raise ValueError(f"got {len(generator)} generators for a batch of {shape[0]} rows")
+    rows = [torch.randn(shape[1:], generator=g, device=device, dtype=dtype) for g in generator]
+    return torch.stack(rows)
 
 
 def check_k_max(k_max: int) -> None:
@@ -100,13 +117,14 @@ def sample(
     noise_shape: tuple[int, ...],
     num_steps: int,
     k_max: int,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     sampler: str = "euler",
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """Generate clean data in `num_steps` shortcut steps of size d = 1 / num_steps from noise.
 
     denoise(z, tau, d) -> x_hat gets z (*noise_shape) and tau, d of shape noise_shape[:1].
+    generator: one, or one per row of noise_shape[0] (see `randn`).
     sampler "euler": the shortcut step z <- z + d * v (what the bootstrap target is built from;
         the noise is drawn once, fresh for every call). "renoise": z <- tau' x_hat + (1 - tau')
         eps with FRESH noise eps at every sub-step (never the initial noise again).
@@ -118,7 +136,7 @@ def sample(
             f"num_steps must be a power of two between 1 and k_max={k_max}, got {num_steps}"
         )
     d = 1.0 / num_steps
-    z = torch.randn(noise_shape, generator=generator, device=device)
+    z = randn(noise_shape, generator, device)
     d_vec = torch.full(noise_shape[:1], d, device=z.device)
     for i in range(num_steps - 1):
         tau = torch.full(noise_shape[:1], i * d, device=z.device)
@@ -126,6 +144,6 @@ def sample(
         if sampler == "euler":
             z = z + d * velocity(x_hat, z, tau)
         else:
-            fresh = torch.randn(noise_shape, generator=generator, device=device)
+            fresh = randn(noise_shape, generator, device)
             z = add_noise(x_hat, tau + d, fresh)
     return denoise(z, torch.full(noise_shape[:1], 1 - d, device=z.device), d_vec)

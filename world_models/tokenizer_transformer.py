@@ -9,14 +9,14 @@ Decoder: the latents are projected up (plus a learned embedding per latent index
 P learned patch queries (one per patch position) and R registers through the same space-time
 transformer; a linear head maps each patch query to its pixels, squashed to [0, 1] by a sigmoid.
 
-Time: the transformer is factorised. Every layer is a pre-norm block that attends either over
-space (all S tokens of one frame) or, every `time_every`-th layer, over time (each token position
-attends to itself in the same and earlier frames, causal mask, RoPE over the frame index).
-Stacked, a frame's tokens see all tokens of the same and earlier frames and never later ones:
-block-causal over time, so frame t's latents and reconstruction depend only on frames <= t.
+Time: the transformer is factorised. Every layer is a pre-norm block attending over space (all S
+tokens of one frame); every `time_every`-th layer also has an attention sublayer over time (each
+token position attends to itself in the same and earlier frames, causal mask, RoPE on the frame
+index). Stacked, a frame's tokens see all tokens of the same and earlier frames and never later
+ones: block-causal over time, so frame t's latents and reconstruction depend only on frames <= t.
 
 MAE patch dropout: in training mode `forward` draws p ~ U(0, mask_ratio_max) per frame and
-replaces round(p * P) random patch embeddings of that frame by a learned mask embedding (the
+replaces floor(p * P) random patch embeddings of that frame by a learned mask embedding (the
 position embedding is still added, so the encoder knows where the hole is). Replacing rather
 than dropping keeps every frame at S tokens, so ratios can differ per frame within one batch.
 `encode` masks only when given an explicit mask; it never masks at random.
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from world_models.layers import RMSNorm, RotaryEmbedding, TransformerBlock
+from world_models.layers import Attention, RMSNorm, RotaryEmbedding, TransformerBlock
 from world_models.tokenizer import Tokenizer, check_video, video_to_float
 
 
@@ -48,7 +48,7 @@ class TransformerTokenizerConfig:
     decoder_depth: int = 4
     num_heads: int = 4
     num_kv_heads: int | None = None  # GQA; None = num_heads
-    time_every: int = 2  # every k-th layer attends over time (causal), the others over space
+    time_every: int = 2  # every k-th layer adds causal attention over time (space: every layer)
     soft_cap: float | None = None  # attention logit soft-capping (slower manual attention path)
     mask_ratio_max: float = 0.9  # MAE: per-frame mask ratio p ~ U(0, mask_ratio_max)
 
@@ -94,18 +94,20 @@ def sample_mae_mask(
     device: torch.device | str | None = None,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Boolean (B, T, P) mask, True = patch dropped: per frame, round(p * P) random patches with
+    """Boolean (B, T, P) mask, True = patch dropped: per frame, floor(p * P) random patches with
     p ~ U(0, ratio_max), so each frame's masked share lies in [0, ratio_max]."""
     ratio = torch.rand(batch, frames, 1, device=device, generator=generator) * ratio_max
-    count = torch.round(ratio * num_patches)
+    count = torch.floor(ratio * num_patches)
     scores = torch.rand(batch, frames, num_patches, device=device, generator=generator)
     rank = scores.argsort(dim=-1).argsort(dim=-1)  # a random permutation of 0..P-1 per frame
     return rank < count
 
 
 class SpaceTimeTransformer(nn.Module):
-    """Pre-norm blocks over (B, T, S, dim): space attention within a frame, except every
-    `time_every`-th block, which attends causally over time per token position (RoPE on t)."""
+    """Pre-norm layers over (B, T, S, dim). Every layer is a `TransformerBlock` attending within
+    a frame (space); every `time_every`-th layer first adds a residual attention sublayer over
+    time, causal per token position with RoPE on the frame index (no time layer when
+    time_every > depth: frames are then encoded independently)."""
 
     def __init__(
         self,
@@ -117,23 +119,31 @@ class SpaceTimeTransformer(nn.Module):
         soft_cap: float | None = None,
     ) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(
+        self.space = nn.ModuleList(
             TransformerBlock(dim, num_heads, num_kv_heads, soft_cap=soft_cap) for _ in range(depth)
         )
-        self.is_time = [(i + 1) % time_every == 0 for i in range(depth)]
+        self.time = nn.ModuleDict(  # layer index -> (norm, attention) of its time sublayer
+            {
+                str(i): nn.ModuleList(
+                    (RMSNorm(dim), Attention(dim, num_heads, num_kv_heads, soft_cap=soft_cap))
+                )
+                for i in range(depth)
+                if (i + 1) % time_every == 0
+            }
+        )
         self.rope = RotaryEmbedding(dim // num_heads)
         self.norm = RMSNorm(dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, s, d = x.shape
         rope = self.rope(torch.arange(t, device=x.device))
-        for block, over_time in zip(self.blocks, self.is_time, strict=True):
-            if over_time:
-                y = x.transpose(1, 2).reshape(b * s, t, d)
-                y = block(y, rope=rope, is_causal=True)
+        for i, block in enumerate(self.space):
+            if str(i) in self.time:
+                norm, attn = self.time[str(i)]
+                y = x.transpose(1, 2).reshape(b * s, t, d)  # one sequence over time per token
+                y = y + attn(norm(y), rope=rope, is_causal=True)
                 x = y.view(b, s, t, d).transpose(1, 2)
-            else:
-                x = block(x.reshape(b * t, s, d)).view(b, t, s, d)
+            x = block(x.reshape(b * t, s, d)).view(b, t, s, d)
         return self.norm(x)
 
 

@@ -1,0 +1,338 @@
+"""Dream envs: a trained world model served as an ordinary Gymnasium env.
+
+A dream env loads a world-model bundle (`world_models.bundle`): a tokenizer, an
+action-conditioned dynamics model with reward and continue heads, and real start contexts.
+`reset` picks a start context (seeded), reads it into the dynamics' KV cache and returns its
+last real frame; `step` imagines the next frame from the action (K shortcut steps), with the
+reward head's reward, `terminated` from the continue head (below a threshold, or a Bernoulli
+sample) and `truncated` at the bundle's horizon. Observation and action spaces are exactly the
+bundle's, i.e. those of the real env it models; `obs_mode="latents"` serves the tokenizer's
+latents (N, D) in [-1, 1] instead of pixels.
+
+`DreamCore` is the model side shared with `envs.dream_vector.DreamVectorEnv`: batched start and
+step over rows, action checks and observation conversion. Randomness: every rollout (row) has its
+own `np.random.Generator` (start context, sampled termination) and its own `torch.Generator`
+(diffusion noise), reseeded from the former on every reset, so equal seeds and actions give
+identical rollouts.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from world_models.action_encoder import spec_to_space
+from world_models.bundle import HOW_TO_FIX, Bundle, BundleError, load_bundle
+
+BUNDLES_DIR = Path(__file__).parent / "bundles"
+OBS_MODES = ("pixels", "latents")
+TERMINATIONS = ("threshold", "sample")
+SEED_HIGH = 2**63 - 1
+
+
+def shipped_bundle(name: str) -> Path:
+    """Folder of a bundle shipped inside the package: `envs/bundles/<name>`."""
+    return BUNDLES_DIR / name
+
+
+def load_dream_bundle(bundle: str | os.PathLike | None, device: torch.device) -> Bundle:
+    """`load_bundle` plus checks that its models fit each other and the bundle's spaces; every
+    failure is a `BundleError` naming the file and saying how to get a good bundle."""
+    if bundle is None:
+        raise ValueError(
+            "a dream env needs a world-model bundle: gym.make('Dream-v0', bundle='path/to/bundle')"
+            f"; {HOW_TO_FIX}"
+        )
+    path = Path(bundle)
+    try:
+        loaded = load_bundle(path, device)
+    except BundleError:
+        raise
+    except (ValueError, KeyError, TypeError, ImportError) as err:
+        raise BundleError(f"cannot load world-model bundle {path}: {err}; {HOW_TO_FIX}") from err
+    config_file = path / "config.json"
+    missing = {"tokenizer", "dynamics"} - set(loaded.models)
+    if missing:
+        raise BundleError(f"{config_file} lacks the model(s) {sorted(missing)}; {HOW_TO_FIX}")
+    tokenizer, dynamics = loaded.models["tokenizer"], loaded.models["dynamics"]
+    cfg = dynamics.config
+    if spec_to_space(cfg.action_spec) != loaded.action_space:
+        raise BundleError(
+            f"{config_file}: the dynamics model was trained for actions {spec_to_space(cfg.action_spec)}"
+            f" but the bundle's action space is {loaded.action_space}; {HOW_TO_FIX}"
+        )
+    if (tokenizer.num_latents, tokenizer.latent_dim) != (cfg.num_latents, cfg.latent_dim):
+        raise BundleError(
+            f"{config_file}: tokenizer latents ({tokenizer.num_latents}, {tokenizer.latent_dim}) "
+            f"differ from the dynamics' ({cfg.num_latents}, {cfg.latent_dim}); {HOW_TO_FIX}"
+        )
+    obs = loaded.contexts["obs"][:1, -1:].to(device)
+    with torch.no_grad():
+        frame = tokenizer.decode(tokenizer.encode(obs))
+    if frame.shape != obs.shape:
+        raise BundleError(
+            f"{config_file}: the tokenizer decodes frames to {tuple(frame.shape[2:])}, but the "
+            f"observation space is {loaded.observation_space}; {HOW_TO_FIX}"
+        )
+    return loaded
+
+
+def to_uint8(frames: torch.Tensor) -> np.ndarray:
+    """Float frames in [0, 1] -> uint8 numpy array of the same shape."""
+    return frames.mul(255).round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()
+
+
+class DreamCore:
+    """A loaded bundle with batched, per-row start and step (rows = rollouts)."""
+
+    def __init__(
+        self,
+        bundle: str | os.PathLike | None,
+        device: str | torch.device = "cpu",
+        obs_mode: str = "pixels",
+        termination: str = "threshold",
+        continue_threshold: float = 0.5,
+        horizon: int | None = None,
+    ) -> None:
+        if obs_mode not in OBS_MODES:
+            raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
+        if termination not in TERMINATIONS:
+            raise ValueError(f"termination must be one of {TERMINATIONS}, got {termination!r}")
+        if not 0.0 <= continue_threshold <= 1.0:
+            raise ValueError(f"continue_threshold must be in [0, 1], got {continue_threshold}")
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} but CUDA is not available; use device='cpu'")
+        self.bundle = load_dream_bundle(bundle, self.device)
+        self.tokenizer = self.bundle.models["tokenizer"]
+        self.dynamics = self.bundle.models["dynamics"]
+        self.contexts = self.bundle.contexts
+        self.num_steps = int(self.bundle.config.get("sampling", {}).get("num_steps", 4))
+        self.horizon = int(horizon if horizon is not None else self.bundle.config["horizon"])
+        if self.horizon < 1:
+            raise ValueError(f"horizon must be at least 1, got {self.horizon}")
+        self.obs_mode = obs_mode
+        self.termination = termination
+        self.continue_threshold = continue_threshold
+        self.render_fps = int(self.bundle.config.get("render_fps", 20))
+        self.action_space = self.bundle.action_space
+        # frames are uint8 (load_bundle checks the start frames are); bundle specs keep no dtype
+        self.pixel_space = spaces.Box(0, 255, self.bundle.observation_space.shape, np.uint8)
+        if obs_mode == "pixels":
+            self.observation_space = self.pixel_space
+        else:
+            n, d = self.tokenizer.num_latents, self.tokenizer.latent_dim
+            self.observation_space = spaces.Box(-1.0, 1.0, (n, d), np.float32)
+
+    def new_generator(self) -> torch.Generator:
+        return torch.Generator(device=self.device)
+
+    def draw_start(self, rng: np.random.Generator, generator: torch.Generator) -> int:
+        """Pick a start context for one row and reseed its noise generator, both from `rng`."""
+        index = int(rng.integers(len(self.contexts["obs"])))
+        generator.manual_seed(int(rng.integers(SEED_HIGH)))
+        return index
+
+    @torch.no_grad()
+    def start(self, indices: list[int], generator: Any) -> tuple[Any, torch.Tensor, np.ndarray]:
+        """Start rows from contexts `indices`: -> (dynamics state, last latents (B, N, D),
+        last real frames (B, H, W, C) uint8)."""
+        rows = torch.as_tensor(indices)
+        obs = self.contexts["obs"][rows].to(self.device)  # (B, T0, H, W, C)
+        action = self.contexts["action"][rows].to(self.device)
+        labeled = self.contexts["labeled"][rows].to(self.device)
+        latents = self.tokenizer.encode(obs)  # (B, T0, N, D)
+        state = self.dynamics.start(latents, action, labeled, generator=generator)
+        return state, latents[:, -1], obs[:, -1].cpu().numpy()
+
+    @torch.no_grad()
+    def step(
+        self, state: Any, actions: np.ndarray, generator: Any
+    ) -> tuple[Any, torch.Tensor, np.ndarray, np.ndarray]:
+        """Imagine one frame per row: -> (state, latents (B, N, D), reward (B,), continue (B,))."""
+        action = torch.as_tensor(actions, device=self.device)
+        latents, reward, cont, state = self.dynamics.step(
+            state, action, num_steps=self.num_steps, generator=generator
+        )
+        return state, latents, reward.float().cpu().numpy(), cont.float().cpu().numpy()
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        """Latents (B, N, D) -> uint8 frames (B, H, W, C)."""
+        return to_uint8(self.tokenizer.decode(latents[:, None])[:, 0].clamp(0, 1))
+
+    def observe(self, latents: torch.Tensor, frames: np.ndarray | None) -> np.ndarray:
+        """Observations (B, ...) in the chosen mode; `frames` are the decoded pixels, if any."""
+        if self.obs_mode == "latents":
+            return latents.float().cpu().numpy()
+        return frames if frames is not None else self.decode(latents)
+
+    def terminated(self, cont: np.ndarray, rngs: list[np.random.Generator]) -> np.ndarray:
+        """Episode ends from continue probabilities (B,): threshold, or one Bernoulli per row."""
+        if self.termination == "threshold":
+            return cont < self.continue_threshold
+        return np.array([rng.random() >= c for rng, c in zip(rngs, cont, strict=True)])
+
+    def check_actions(self, actions: Any, batch: tuple[int, ...]) -> np.ndarray:
+        """Validate actions of shape (*batch, *action shape) against the action space; Box
+        actions are clipped to its bounds (Gymnasium convention). Raises a clear ValueError."""
+        space = self.action_space
+        shape = (*batch, *space.shape)
+        try:
+            array = np.asarray(actions)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"action {actions!r} is not an array of {space}") from err
+        if array.shape != shape:
+            raise ValueError(
+                f"action has shape {array.shape}, expected {shape} for action space {space}"
+            )
+        if isinstance(space, spaces.Box):
+            if not np.issubdtype(array.dtype, np.number) or not np.isfinite(array).all():
+                raise ValueError(f"action {actions!r} must be finite numbers for {space}")
+            return np.clip(array, space.low, space.high).astype(np.float32)
+        if not np.issubdtype(array.dtype, np.integer):
+            if not np.issubdtype(array.dtype, np.floating) or not np.all(array == np.round(array)):
+                raise ValueError(f"action {actions!r} must be integers for {space}")
+        if isinstance(space, spaces.Discrete):
+            low, high = space.start, space.start + space.n
+        else:
+            low, high = space.start, space.start + space.nvec
+        if np.any(array < low) or np.any(array >= high):
+            raise ValueError(f"action {actions!r} is outside the action space {space}")
+        return array.astype(np.int64)
+
+    def render_frames(self, frames: np.ndarray) -> np.ndarray:
+        """(..., H, W, C) uint8 -> RGB (..., H, W, 3): a single channel is repeated."""
+        return np.repeat(frames, 3, axis=-1) if frames.shape[-1] == 1 else frames
+
+
+class DreamEnv(gym.Env):
+    """One rollout of a world model as a `gym.Env` (see the module docstring).
+
+    bundle: the bundle folder (required for `Dream-v0`; named ids default to a shipped one).
+    device: torch device of the model. obs_mode: "pixels" (the real env's space) or "latents"
+    (Box (N, D) in [-1, 1]). termination: "threshold" (continue probability below
+    `continue_threshold`) or "sample" (Bernoulli with the continue probability).
+    horizon: steps before truncation (default: the bundle's).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+
+    def __init__(
+        self,
+        bundle: str | os.PathLike | None = None,
+        device: str | torch.device = "cpu",
+        obs_mode: str = "pixels",
+        termination: str = "threshold",
+        continue_threshold: float = 0.5,
+        horizon: int | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.core = DreamCore(bundle, device, obs_mode, termination, continue_threshold, horizon)
+        self.metadata = {**self.metadata, "render_fps": self.core.render_fps}
+        self.observation_space = self.core.observation_space
+        self.action_space = self.core.action_space
+        self.render_mode = render_mode
+        self._generator = self.core.new_generator()
+        self._state: Any = None
+        self._latents: torch.Tensor | None = None
+        self._frame: np.ndarray | None = None
+        self._steps = 0
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        index = self.core.draw_start(self.np_random, self._generator)
+        self._state, self._latents, frames = self.core.start([index], self._generator)
+        self._frame = frames[0]
+        self._steps = 0
+        return self.core.observe(self._latents, frames)[0], {"context": index}
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self._state is None:
+            raise RuntimeError("call reset() before step()")
+        actions = self.core.check_actions(action, ())[None]
+        self._state, self._latents, reward, cont = self.core.step(
+            self._state, actions, self._generator
+        )
+        frames = self.core.decode(self._latents) if self.core.obs_mode == "pixels" else None
+        self._frame = None if frames is None else frames[0]
+        self._steps += 1
+        terminated = bool(self.core.terminated(cont, [self.np_random])[0])
+        truncated = self._steps >= self.core.horizon
+        obs = self.core.observe(self._latents, frames)[0]
+        return obs, float(reward[0]), terminated, truncated, {"continue_prob": float(cont[0])}
+
+    def render(self) -> np.ndarray | None:
+        """The current frame as RGB uint8 (H, W, 3), or None before the first reset."""
+        if self._latents is None:
+            return None
+        if self._frame is None:
+            self._frame = self.core.decode(self._latents)[0]
+        return self.core.render_frames(self._frame)
+
+
+def random_bundle(
+    path: str | os.PathLike,
+    observation_space: spaces.Box,
+    action_space: gym.Space,
+    tokenizer: dict[str, Any] | None = None,
+    dynamics: dict[str, Any] | None = None,
+    contexts: int = 8,
+    context_length: int = 4,
+    horizon: int = 200,
+    seed: int = 0,
+) -> Path:
+    """Write a bundle with untrained (random) weights and random start contexts, for tests and
+    benchmarks. `tokenizer` / `dynamics` override fields of `CNNTokenizerConfig` /
+    `DynamicsConfig` (defaults: the full-size models). Parameters that start at zero (the
+    reward and continue heads' output layers) get small random values, so rewards and
+    continue probabilities vary."""
+    from world_models.action_encoder import space_to_spec
+    from world_models.bundle import save_bundle
+    from world_models.dynamics import Dynamics, DynamicsConfig
+    from world_models.tokenizer_cnn import CNNTokenizer, CNNTokenizerConfig
+
+    height, _, channels = observation_space.shape
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        tok = CNNTokenizer(CNNTokenizerConfig(image_size=height, channels=channels, **(tokenizer or {})))
+        dyn = Dynamics(
+            DynamicsConfig(
+                action_spec=space_to_spec(action_space),
+                num_latents=tok.num_latents,
+                latent_dim=tok.latent_dim,
+                **(dynamics or {}),
+            )
+        )
+        with torch.no_grad():  # the heads' output layers start at zero: make them vary
+            for param in dyn.parameters():
+                if not param.any():
+                    param.normal_(0.0, 0.1)
+    rng = np.random.default_rng(seed)
+    shape = (contexts, context_length)
+    obs = rng.integers(0, 256, (*shape, *observation_space.shape), dtype=np.uint8)
+    action_space.seed(seed)
+    dtype = np.float32 if isinstance(action_space, spaces.Box) else np.int64
+    action = np.array([action_space.sample() for _ in range(contexts * context_length)], dtype)
+    labeled = np.ones(shape, bool)
+    labeled[:, 0] = False
+    return save_bundle(
+        path,
+        env_id="random",
+        observation_space=observation_space,
+        action_space=action_space,
+        models={"tokenizer": tok, "dynamics": dyn},
+        contexts={"obs": obs, "action": action.reshape(*shape, *action_space.shape), "labeled": labeled},
+        sampling={"num_steps": dyn.config.num_sampling_steps},
+        horizon=horizon,
+    )

@@ -1,0 +1,122 @@
+"""Benchmark: steps per second of the dream env (1 env, and N batched) beside the real env.
+
+Targets (issue 5): one dream env >= 50 steps/s on 2 CPU cores; batched (64 and 1,024 envs) on
+one GPU >= 10,000 steps/s at 64x64. Runs on CPU, and on GPU too when CUDA is available.
+Without `--bundle`, a bundle with random weights and the full-size default models (CNN
+tokenizer, `DynamicsConfig()` defaults) at LaneSim-v0's spaces is built in a temporary folder:
+speed does not depend on the weights, but a trained bundle may use other model sizes.
+
+    python -m experiments.bench.dream_speed [--bundle PATH] [--seconds 3] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+
+def rate(step: Callable[[], None], seconds: float, warmup: int = 3) -> float:
+    """Calls per second of `step` over about `seconds` seconds, after `warmup` calls."""
+    for _ in range(warmup):
+        step()
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        step()
+        n += 1
+    return n / (time.perf_counter() - start)
+
+
+def real_env_rate(env_id: str, seconds: float) -> float:
+    import gymnasium as gym
+
+    import envs  # noqa: F401  (registers the ids)
+
+    env = gym.make(env_id)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+
+    def step() -> None:
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            env.reset()
+
+    return rate(step, seconds)
+
+
+def dream_rate(bundle: Path, device: str, num_envs: int, obs_mode: str, seconds: float) -> float:
+    """Env steps per second: one `DreamEnv` (num_envs = 0) or a `DreamVectorEnv`."""
+    from envs.dream import DreamEnv
+    from envs.dream_vector import DreamVectorEnv
+
+    if num_envs == 0:
+        env = DreamEnv(bundle, device=device, obs_mode=obs_mode)
+        env.reset(seed=0)
+        env.action_space.seed(0)
+
+        def step() -> None:
+            _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            if terminated or truncated:
+                env.reset()
+
+        return rate(step, seconds)
+    venv = DreamVectorEnv(num_envs, bundle=bundle, device=device, obs_mode=obs_mode)
+    venv.reset(seed=0)
+    venv.action_space.seed(0)
+    return num_envs * rate(lambda: venv.step(venv.action_space.sample()), seconds)
+
+
+def build_random_bundle(folder: Path) -> Path:
+    """Random weights, default model sizes, LaneSim-v0's spaces."""
+    import numpy as np
+    from gymnasium import spaces
+
+    from envs.dream import random_bundle
+
+    obs = spaces.Box(0, 255, (64, 64, 3), np.uint8)
+    actions = spaces.MultiDiscrete([21, 21, 2, 2, 2, 2, 2])
+    return random_bundle(folder / "bundle", obs, actions, context_length=32)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", type=Path, help="bundle folder (default: random weights)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--num-envs", type=int, nargs="+", help="batch sizes (CPU: 64; GPU: 64 1024)")
+    parser.add_argument("--real-env", default="LaneSim-v0", help="real env id to compare with")
+    args = parser.parse_args()
+
+    import torch
+
+    from world_models.bundle import load_bundle
+
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = args.bundle
+        if bundle is None:
+            bundle = build_random_bundle(Path(tmp))
+            print("bundle: RANDOM weights, default model sizes (no --bundle given), in a temp dir")
+        else:
+            print(f"bundle: {bundle}")
+        for name, model in load_bundle(bundle).models.items():
+            params = sum(p.numel() for p in model.parameters())
+            print(f"  {name}: {params / 1e6:.2f}M parameters")
+        print(f"torch {torch.__version__}, {args.threads} CPU threads\n")
+        print(f"{'env':<28} {'device':<7} {'envs':>5} {'steps/s':>10}")
+        real = real_env_rate(args.real_env, args.seconds)
+        print(f"{args.real_env + ' (real)':<28} {'cpu':<7} {1:>5} {real:>10.0f}")
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+        for device in devices:
+            batches = args.num_envs or ([64] if device == "cpu" else [64, 1024])
+            for mode in ("pixels", "latents"):
+                for n in [0, *batches]:
+                    steps = dream_rate(bundle, device, n, mode, args.seconds)
+                    label = f"dream ({mode})" + (" vector" if n else "")
+                    print(f"{label:<28} {device:<7} {max(n, 1):>5} {steps:>10.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,260 @@
+"""Tests for the Dreamer 4-style dynamics model: config, shapes, agent-token isolation, time
+causality, the KV cache (start / step), per-row generators and a tiny overfit."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from world_models.dynamics import Dynamics, DynamicsConfig, episode_mask
+from world_models.shortcut import add_noise
+
+N, D = 4, 8
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread (and the CI machine is shared)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_config(**overrides) -> DynamicsConfig:
+    settings = dict(
+        action_spec={"type": "Discrete", "n": 5},
+        num_latents=N,
+        latent_dim=D,
+        dim=32,
+        depth=2,
+        num_heads=2,
+        num_kv_heads=1,
+        time_attention_every=1,
+        num_registers=2,
+        k_max=8,
+        context_length=8,
+    )
+    settings.update(overrides)
+    return DynamicsConfig(**settings)
+
+
+def make_model(**overrides) -> Dynamics:
+    torch.manual_seed(0)
+    return Dynamics(tiny_config(**overrides)).eval()
+
+
+def batch(b: int = 2, t: int = 4, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    latents = torch.rand(b, t, N, D, generator=g) * 2 - 1
+    action = torch.randint(0, 5, (b, t), generator=g)
+    labeled = torch.ones(b, t, dtype=torch.bool)
+    labeled[:, 0] = False
+    reward = torch.randn(b, t, generator=g)
+    terminal = torch.zeros(b, t, dtype=torch.bool)
+    terminal[0, -1] = True
+    return latents, action, labeled, reward, terminal
+
+
+def run_net(model: Dynamics, z, tau, d, action, labeled, **kwargs):
+    return model.net(z, tau, d, model.net.action(action, labeled), **kwargs)
+
+
+def test_config_json_and_errors() -> None:
+    cfg = tiny_config()
+    again = DynamicsConfig.from_dict(json.loads(json.dumps(dataclasses.asdict(cfg))))
+    assert again == cfg
+    with pytest.raises(ValueError, match="unknown DynamicsConfig keys"):
+        DynamicsConfig.from_dict({**dataclasses.asdict(cfg), "depht": 3})
+    with pytest.raises(ValueError, match="tau_ctx"):
+        tiny_config(tau_ctx=1.5)
+    with pytest.raises(ValueError, match="power of two"):
+        tiny_config(k_max=12)
+    with pytest.raises(ValueError, match="time_attention_every"):
+        tiny_config(time_attention_every=3)
+    with pytest.raises(ValueError, match=r"expected latents \(B, T, 4, 8\)"):
+        make_model().loss(torch.zeros(2, 3, 4, 9), *batch()[1:])
+
+
+def test_shapes_and_metrics() -> None:
+    model = make_model(num_agent_tokens=2)
+    latents, action, labeled, reward, terminal = batch()
+    tau, d = torch.full((2, 4), 0.5), torch.full((2, 4), 0.25)
+    x_hat, agent, kv = run_net(model, latents, tau, d, action, labeled, return_kv=True)
+    assert x_hat.shape == (2, 4, N, D) and agent.shape == (2, 4, 32)
+    slots = N + 1 + 2 + 1 + 2
+    assert len(kv) == 2 and kv[0][0].shape == (2 * slots, 1, 4, 16)
+    loss, metrics = model.loss(latents, action, labeled, reward, terminal)
+    assert loss.ndim == 0 and torch.isfinite(loss)
+    assert {"flow_mse", "bootstrap_mse", "reward_loss", "continue_accuracy"} <= set(metrics)
+
+
+def test_agent_tokens_are_isolated() -> None:
+    model = make_model(num_agent_tokens=2)
+    mask = model.net.space_mask
+    agents = slice(mask.shape[0] - 2, None)
+    assert not mask[:-2, agents].any() and mask[agents].all() and mask[:-2, :-2].all()
+    latents, action, labeled, *_ = batch()
+    tau, d = torch.rand(2, 4), torch.full((2, 4), 0.125)
+    x_hat, agent, _ = run_net(model, latents, tau, d, action, labeled)
+    with torch.no_grad():
+        model.net.agents.add_(torch.randn_like(model.net.agents))
+    x_hat2, agent2, _ = run_net(model, latents, tau, d, action, labeled)
+    assert torch.equal(x_hat, x_hat2)
+    assert not torch.allclose(agent, agent2, atol=1e-3)
+
+
+def test_time_causality() -> None:
+    model = make_model()
+    latents, action, labeled, *_ = batch(t=5)
+    tau, d = torch.rand(2, 5), torch.full((2, 5), 0.125)
+    x_hat, agent, _ = run_net(model, latents, tau, d, action, labeled)
+    changed, act2 = latents.clone(), action.clone()
+    changed[:, 3:] += 1.0
+    act2[:, 3:] = (act2[:, 3:] + 1) % 5
+    x_hat2, agent2, _ = run_net(model, changed, tau, d, act2, labeled)
+    assert torch.allclose(x_hat[:, :3], x_hat2[:, :3], atol=1e-6)
+    assert torch.allclose(agent[:, :3], agent2[:, :3], atol=1e-6)
+    assert not torch.allclose(x_hat[:, 3:], x_hat2[:, 3:], atol=1e-3)
+    # A window crossing an episode start (t = 3) sees nothing of the previous episode.
+    is_first = torch.tensor([False, False, False, True, False]).expand(2, 5)
+    mask = episode_mask(is_first)
+    x_ep, _, _ = run_net(model, latents, tau, d, action, labeled, time_mask=mask)
+    other_past = torch.cat((latents[:, :3] * 0.5, latents[:, 3:]), 1)
+    x_ep2, _, _ = run_net(model, other_past, tau, d, action, labeled, time_mask=mask)
+    assert torch.allclose(x_ep[:, 3:], x_ep2[:, 3:], atol=1e-6)
+    assert not torch.allclose(x_ep[:, 3:], x_hat[:, 3:], atol=1e-3)
+    # Earlier frames do influence later ones (time attention is wired in).
+    early = latents.clone()
+    early[:, 0] += 1.0
+    assert not torch.allclose(run_net(model, early, tau, d, action, labeled)[0][:, 4], x_hat[:, 4])
+
+
+def test_kv_cache_matches_full_forward() -> None:
+    model = make_model(time_attention_every=2, depth=4, attn_soft_cap=30.0)
+    latents, action, labeled, *_ = batch(t=6)
+    g = torch.Generator().manual_seed(3)
+    tau, d = torch.rand(2, 6, generator=g), 1 / 2 ** torch.randint(0, 4, (2, 6), generator=g)
+    x_full, agent_full, _ = run_net(model, latents, tau, d, action, labeled)
+    emb = model.net.action(action, labeled)
+    _, _, kv = model.net(latents[:, :3], tau[:, :3], d[:, :3], emb[:, :3], return_kv=True)
+    for t in range(3, 6):
+        pos = torch.full((2, 1), t)
+        args = (latents[:, t : t + 1], tau[:, t : t + 1], d[:, t : t + 1], emb[:, t : t + 1])
+        x_t, agent_t, kv = model.net(*args, positions=pos, past=kv, return_kv=True)
+        assert torch.allclose(x_t[:, 0], x_full[:, t], atol=1e-5)
+        assert torch.allclose(agent_t[:, 0], agent_full[:, t], atol=1e-5)
+
+
+def test_start_step_equal_uncached_rollout() -> None:
+    """start + step (K = 1) reproduce a full forward over context frames re-noised to tau_ctx
+    and generated frames written once, re-noised to tau_ctx (noise drawn in the same order)."""
+    model = make_model()
+    cfg = model.config
+    latents, action, labeled, *_ = batch(t=5)
+    state = model.start(
+        latents[:, :3], action[:, :3], labeled[:, :3], torch.Generator().manual_seed(7)
+    )
+    gen = torch.Generator().manual_seed(8)
+    x3, r3, c3, state = model.step(state, action[:, 3], num_steps=1, generator=gen)
+    x4, _, _, state = model.step(state, action[:, 4], num_steps=1, generator=gen)
+    ref = torch.Generator().manual_seed(7)
+    ctx = add_noise(latents[:, :3], torch.full((2, 3), 0.9), torch.randn(2, 3, N, D, generator=ref))
+    ref = torch.Generator().manual_seed(8)
+    z3, n3 = torch.randn(2, N, D, generator=ref), torch.randn(2, N, D, generator=ref)
+    z4 = torch.randn(2, N, D, generator=ref)
+    d_min = 1 / cfg.k_max
+    seq = torch.cat((ctx, z3[:, None]), 1)
+    tau = torch.tensor([0.9, 0.9, 0.9, 0.0]).expand(2, 4)
+    d = torch.tensor([d_min, d_min, d_min, 1.0]).expand(2, 4)
+    x_hat, _, _ = run_net(model, seq, tau, d, action[:, :4], labeled[:, :4])
+    assert torch.allclose(x3, x_hat[:, 3].clamp(-1, 1), atol=1e-5)
+    written = add_noise(x3, torch.full((2,), 0.9), n3)
+    seq = torch.cat((ctx, written[:, None]), 1)
+    _, agent, _ = run_net(
+        model,
+        seq,
+        torch.full((2, 4), 0.9),
+        torch.full((2, 4), d_min),
+        action[:, :4],
+        labeled[:, :4],
+    )
+    assert torch.allclose(r3, model.reward_head.predict(model.reward_head(agent[:, 3])), atol=1e-5)
+    assert torch.allclose(c3, torch.sigmoid(model.continue_head(agent[:, 3])), atol=1e-5)
+    seq = torch.cat((seq, z4[:, None]), 1)
+    tau = torch.tensor([0.9] * 4 + [0.0]).expand(2, 5)
+    d = torch.tensor([d_min] * 4 + [1.0]).expand(2, 5)
+    x_hat, _, _ = run_net(model, seq, tau, d, action, labeled)
+    assert torch.allclose(x4, x_hat[:, 4].clamp(-1, 1), atol=1e-5)
+
+
+def test_sliding_window_and_fresh_noise() -> None:
+    model = make_model(context_length=3)
+    latents, action, labeled, *_ = batch(t=5)
+    state = model.start(latents, action, labeled)
+    assert state.kv[0][0].shape[2] == 3 and state.position.tolist() == [3, 3]
+    g = torch.Generator().manual_seed(0)
+    x1, *_, next_state = model.step(state, action[:, 0], generator=g)
+    x2, *_ = model.step(state, action[:, 0], generator=g)  # same state, generator moved on
+    assert next_state.kv[0][0].shape[2] == 3 and next_state.position.tolist() == [4, 4]
+    assert not torch.allclose(x1, x2, atol=1e-4)
+    x3, *_ = model.step(state, action[:, 0], generator=torch.Generator().manual_seed(0))
+    assert torch.equal(x1, x3)
+
+
+def test_per_row_generators_match_single_rollouts() -> None:
+    model = make_model()
+    latents, action, labeled, *_ = batch(b=2, t=3)
+    gens = [torch.Generator().manual_seed(10), torch.Generator().manual_seed(11)]
+    state = model.start(latents, action, labeled, generator=gens)
+    x, reward, _, _ = model.step(state, action[:, 0], generator=gens)
+    for row in range(2):
+        g = torch.Generator().manual_seed(10 + row)
+        one = slice(row, row + 1)
+        alone = model.start(latents[one], action[one], labeled[one], generator=g)
+        x_row, reward_row, _, _ = model.step(alone, action[one, 0], generator=g)
+        assert torch.allclose(x[row], x_row[0], atol=1e-5)
+        assert torch.allclose(reward[row], reward_row[0], atol=1e-5)
+    with pytest.raises(ValueError, match="3 generators for a batch of 2"):
+        model.step(state, action[:, 0], generator=gens + gens[:1])
+
+
+def test_replace_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row reset with a shorter context behaves exactly like a rollout started alone."""
+    zeros = lambda shape, generator=None, device=None, dtype=None: torch.zeros(
+        shape, device=device, dtype=dtype
+    )
+    model = make_model()
+    latents, action, labeled, *_ = batch(b=2, t=4)
+    monkeypatch.setattr(torch, "randn", zeros)  # deterministic, row-independent noise
+    both = model.start(latents, action, labeled)
+    fresh = model.start(latents[1:, :2], action[1:, :2], labeled[1:, :2])
+    mixed = both.replace_rows(torch.tensor([1]), fresh)
+    assert mixed.valid.tolist() == [[True] * 4, [False, False, True, True]]
+    x_mixed, r_mixed, *_ = model.step(mixed, action[:, 2])
+    x_both, *_ = model.step(both, action[:, 2])
+    x_fresh, r_fresh, *_ = model.step(fresh, action[1:, 2])
+    assert torch.allclose(x_mixed[0], x_both[0], atol=1e-5)
+    assert torch.allclose(x_mixed[1], x_fresh[0], atol=1e-5)
+    assert torch.allclose(r_mixed[1], r_fresh[0], atol=1e-5)
+
+
+def test_tiny_overfit_loss_decreases() -> None:
+    torch.manual_seed(0)
+    model = Dynamics(tiny_config()).train()
+    data = batch()
+    g = torch.Generator().manual_seed(0)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses, dynamics_losses = [], []
+    for _ in range(60):
+        loss, metrics = model.loss(*data, generator=g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        dynamics_losses.append(metrics["dynamics_loss"].item())
+    assert sum(losses[-10:]) < 0.5 * sum(losses[:10])
+    assert sum(dynamics_losses[-10:]) < 0.7 * sum(dynamics_losses[:10])

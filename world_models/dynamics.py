@@ -1,0 +1,277 @@
+"""Dreamer 4-style dynamics model: shortcut forcing over tokenizer latents, with reward and
+continue heads on agent tokens and KV-cached few-step inference.
+
+Data alignment (the dataset sequence view): step t has latents[t] (of obs[t]); action[t] led to
+obs[t] (meaningless at t = 0); reward[t] was received on arriving at obs[t]; labeled[t] is False
+at t = 0 and for unlabeled video (then the learned no-action embedding is used). Frame t is
+generated from past frames and action[t]; its agent token predicts reward[t] and 1 - terminal[t].
+
+Heads read the agent tokens of the same forward pass as the denoising loss (as in the paper),
+so in training they see frames at every noise level. At inference they read the agent token of
+the pass that writes the finished frame into the cache, with that frame re-noised to tau_ctx.
+
+Cache and positions: `start` keeps the last `context_length` context frames (frame positions
+0..T0-1); each `step` adds one frame at the next position and drops the oldest beyond
+`context_length` (a sliding window). Keys are cached already rotated by RoPE, so only position
+differences matter (angles are computed in float64, exact for long rollouts). As with any
+sliding window, cached keys of a frame were computed while it could see its own past, so after
+the window slides the result differs from a fresh forward over just the window.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from world_models.action_encoder import spec_to_space
+from world_models.dynamics_state import DynamicsState
+from world_models.dynamics_transformer import SpaceTimeTransformer
+from world_models.heads import ContinueHead, RewardHead
+from world_models.shortcut import (
+    SAMPLERS,
+    Generators,
+    add_noise,
+    check_k_max,
+    ramp_weight,
+    randn,
+    sample,
+    sample_tau_d,
+    shortcut_target,
+)
+
+
+@dataclass
+class DynamicsConfig:
+    """Settings of the dynamics model; every field is JSON-serialisable."""
+
+    action_spec: dict[str, Any]  # from world_models.action_encoder.space_to_spec
+    num_latents: int = 16  # N latent tokens per frame (from the tokenizer)
+    latent_dim: int = 32  # D, width of each latent token
+    dim: int = 256  # model width
+    depth: int = 8
+    num_heads: int = 4
+    num_kv_heads: int = 2  # GQA
+    mlp_hidden_dim: int | None = None  # None: 8/3 * dim
+    time_attention_every: int = 4  # causal time attention in layers k-1, 2k-1, ...
+    num_registers: int = 4
+    num_agent_tokens: int = 1
+    attn_soft_cap: float | None = 50.0  # attention logit soft-capping (paper); None: fast path
+    k_max: int = 64  # finest step d_min = 1 / k_max
+    context_length: int = 32  # frames kept in the KV cache at inference
+    tau_ctx: float = 0.9  # signal level of context frames at inference (10% noise)
+    num_sampling_steps: int = 4  # K shortcut steps per generated frame
+    sampler: str = "euler"  # "euler" (shortcut step) or "renoise" (fresh noise per sub-step)
+    ramp_weight: bool = True  # w(tau) = 0.9 tau + 0.1; False: uniform weight
+    reward_bins: int = 255
+    reward_low: float = -20.0  # bin range in symlog space
+    reward_high: float = 20.0
+    reward_loss_scale: float = 1.0
+    continue_loss_scale: float = 1.0
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes, ignored by the model
+
+    def __post_init__(self) -> None:
+        spec_to_space(self.action_spec)
+        check_k_max(self.k_max)
+        problems = []
+        if self.dim % self.num_heads or self.num_heads % self.num_kv_heads:
+            problems.append("dim must divide by num_heads and num_heads by num_kv_heads")
+        if (self.dim // self.num_heads) % 2:
+            problems.append("head width dim / num_heads must be even (RoPE)")
+        if not 1 <= self.time_attention_every <= self.depth:
+            problems.append("time_attention_every must be between 1 and depth")
+        if not 0.0 <= self.tau_ctx <= 1.0:
+            problems.append("tau_ctx must be in [0, 1] (1 = clean)")
+        if self.sampler not in SAMPLERS:
+            problems.append(f"sampler must be one of {SAMPLERS}")
+        if min(self.num_latents, self.latent_dim, self.num_agent_tokens, self.context_length) < 1:
+            problems.append(
+                "num_latents, latent_dim, num_agent_tokens, context_length must be >= 1"
+            )
+        if problems:
+            raise ValueError("bad DynamicsConfig: " + "; ".join(problems))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DynamicsConfig:
+        """Build from a dict (e.g. a bundle's config.json), rejecting unknown keys clearly."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown DynamicsConfig keys {unknown}; known: {sorted(names)}")
+        return cls(**data)
+
+
+def episode_mask(is_first: torch.Tensor) -> torch.Tensor:
+    """is_first (B, T) -> (B, T, T) bool: frame i may attend to frame j only in the same episode."""
+    episode = torch.cumsum(is_first.long(), dim=1)
+    return episode[:, :, None] == episode[:, None, :]
+
+
+class Dynamics(nn.Module):
+    """Action-conditioned latent dynamics with shortcut forcing, reward and continue heads."""
+
+    def __init__(self, config: DynamicsConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.net = SpaceTimeTransformer(config)
+        self.reward_head = RewardHead(
+            config.dim, config.reward_bins, config.reward_low, config.reward_high
+        )
+        self.continue_head = ContinueHead(config.dim)
+
+    def forward(self, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Same as `loss` (so DistributedDataParallel can wrap the model)."""
+        return self.loss(*args, **kwargs)
+
+    def _check_latents(self, latents: torch.Tensor) -> None:
+        n, d = self.config.num_latents, self.config.latent_dim
+        if latents.ndim != 4 or tuple(latents.shape[2:]) != (n, d):
+            raise ValueError(f"expected latents (B, T, {n}, {d}), got {tuple(latents.shape)}")
+
+    def loss(
+        self,
+        latents: torch.Tensor,
+        action: torch.Tensor,
+        labeled: torch.Tensor,
+        reward: torch.Tensor,
+        is_terminal: torch.Tensor,
+        generator: torch.Generator | None = None,
+        is_first: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Shortcut-forcing + reward + continue loss on clean latents (B, T, N, D).
+
+        action (B, T, ...), labeled/reward/is_terminal (B, T). is_first (B, T), optional: a
+        window crossing episodes attends only within its episode, and first steps are not
+        head targets (t = 0 never is). Returns the loss and detached scalar metrics.
+        """
+        cfg = self.config
+        self._check_latents(latents)
+        b, t = latents.shape[:2]
+        dev = latents.device
+        action_emb = self.net.action(action, labeled)
+        tau, d = sample_tau_d((b, t), cfg.k_max, generator, dev)
+        noise = torch.randn(latents.shape, generator=generator, device=dev, dtype=latents.dtype)
+        z = add_noise(latents, tau, noise)
+        time_mask = None
+        head_mask = torch.ones(b, t, dtype=torch.bool, device=dev)
+        head_mask[:, 0] = False
+        if is_first is not None:
+            time_mask = episode_mask(is_first)
+            head_mask &= ~is_first.bool()
+
+        def denoise(z_: torch.Tensor, tau_: torch.Tensor, d_: torch.Tensor) -> torch.Tensor:
+            return self.net(z_, tau_, d_, action_emb, time_mask=time_mask)[0]
+
+        target, boot = shortcut_target(denoise, latents, z, tau, d, cfg.k_max)
+        x_hat, agent, _ = self.net(z, tau, d, action_emb, time_mask=time_mask)
+        per_frame = (x_hat.float() - target.float()).pow(2).mean((-2, -1))  # (B, T)
+        weight = ramp_weight(tau) if cfg.ramp_weight else torch.ones_like(tau)
+        dynamics_loss = (weight * per_frame).mean()
+
+        reward_logits = self.reward_head(agent)
+        continue_logit = self.continue_head(agent)
+        count = head_mask.sum().clamp_min(1)
+        reward_loss = (self.reward_head.loss(reward_logits, reward) * head_mask).sum() / count
+        continue_loss = (self.continue_head.loss(continue_logit, is_terminal) * head_mask).sum()
+        continue_loss = continue_loss / count
+        loss = (
+            dynamics_loss
+            + cfg.reward_loss_scale * reward_loss
+            + cfg.continue_loss_scale * continue_loss
+        )
+        with torch.no_grad():
+            flow = ~boot
+            reward_err = (self.reward_head.predict(reward_logits) - reward.float()).abs()
+            continue_ok = (continue_logit > 0) == ~is_terminal.bool()
+            metrics = {
+                "loss": loss.detach(),
+                "dynamics_loss": dynamics_loss.detach(),
+                "flow_mse": (per_frame * flow).sum() / flow.sum().clamp_min(1),
+                "bootstrap_mse": (per_frame * boot).sum() / boot.sum().clamp_min(1),
+                "reward_loss": reward_loss.detach(),
+                "continue_loss": continue_loss.detach(),
+                "reward_mae": (reward_err * head_mask).sum() / count,
+                "continue_accuracy": (continue_ok * head_mask).sum() / count,
+            }
+        return loss, metrics
+
+    @torch.no_grad()
+    def start(
+        self,
+        context_latents: torch.Tensor,
+        context_action: torch.Tensor,
+        context_labeled: torch.Tensor,
+        generator: Generators = None,
+    ) -> DynamicsState:
+        """Fill the KV cache from context frames (B, T0, N, D), re-noised to tau_ctx.
+
+        Only the last `context_length` frames are kept. context_action (B, T0, ...),
+        context_labeled (B, T0) bool (False at an episode's first frame). generator: one, or
+        one per row (row i then draws exactly what it would draw alone).
+        """
+        cfg = self.config
+        self._check_latents(context_latents)
+        keep = min(context_latents.shape[1], cfg.context_length)
+        latents = context_latents[:, -keep:]
+        action_emb = self.net.action(context_action, context_labeled)[:, -keep:]
+        b, t = latents.shape[:2]
+        dev = latents.device
+        tau = torch.full((b, t), cfg.tau_ctx, device=dev)
+        z = add_noise(latents, tau, randn(latents.shape, generator, dev, latents.dtype))
+        _, _, kv = self.net(z, tau, torch.full_like(tau, 1 / cfg.k_max), action_emb, return_kv=True)
+        valid = torch.ones(b, t, dtype=torch.bool, device=dev)
+        return DynamicsState(kv, valid, torch.full((b,), t, device=dev, dtype=torch.long))
+
+    @torch.no_grad()
+    def step(
+        self,
+        state: DynamicsState,
+        action: torch.Tensor,
+        num_steps: int | None = None,
+        generator: Generators = None,
+        labeled: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, DynamicsState]:
+        """Generate the next frame for each of the B rollouts given action (B, ...).
+
+        K = num_steps (default config.num_sampling_steps) shortcut steps from fresh noise read
+        the cache; the finished frame (clamped to [-1, 1]) is re-noised to tau_ctx and written
+        once. generator: one, or one per row. labeled (B,) bool: False uses the no-action
+        embedding. Returns latents (B, N, D), reward (B,), continue probability (B,), new state.
+        """
+        cfg = self.config
+        b = state.batch_size
+        dev = state.valid.device
+        action_emb = self.net.action(action, labeled).unsqueeze(1)  # (B, 1, dim)
+        if action_emb.shape[0] != b:
+            raise ValueError(f"state holds {b} rollouts but got {action_emb.shape[0]} actions")
+        positions = state.position[:, None]
+        time_mask = None
+        if not bool(state.valid.all()):
+            ones = torch.ones(b, 1, dtype=torch.bool, device=dev)
+            time_mask = torch.cat((state.valid, ones), 1)[:, None, :]  # (B, 1, L + 1)
+
+        def run(z: torch.Tensor, tau: torch.Tensor, d: torch.Tensor, write: bool = False):
+            z, tau, d = z[:, None], tau[:, None], d[:, None]
+            return self.net(z, tau, d, action_emb, positions, time_mask, state.kv, write)
+
+        def denoise(z: torch.Tensor, tau: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+            return run(z, tau, d)[0][:, 0]
+
+        shape = (b, cfg.num_latents, cfg.latent_dim)
+        k = num_steps or cfg.num_sampling_steps
+        latents = sample(denoise, shape, k, cfg.k_max, generator, cfg.sampler, dev).clamp(-1, 1)
+        tau_ctx = torch.full((b,), cfg.tau_ctx, device=dev)
+        noise = randn(shape, generator, dev, latents.dtype)
+        d_min = torch.full_like(tau_ctx, 1 / cfg.k_max)
+        _, agent, kv = run(add_noise(latents, tau_ctx, noise), tau_ctx, d_min, write=True)
+        agent = agent[:, 0]
+        reward = self.reward_head.predict(self.reward_head(agent)).float()
+        cont = torch.sigmoid(self.continue_head(agent).float())
+        drop = max(kv[0][0].shape[2] - cfg.context_length, 0) if kv else 0
+        kv = [(k_[:, :, drop:], v_[:, :, drop:]) for k_, v_ in kv]
+        valid = torch.cat((state.valid, torch.ones(b, 1, dtype=torch.bool, device=dev)), 1)
+        new_state = DynamicsState(kv, valid[:, drop:], state.position + 1)
+        return latents.float(), reward, cont, new_state

@@ -1,0 +1,56 @@
+"""Inference state of the dynamics model: the KV cache of a batch of rollouts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from world_models.layers import KV
+
+
+@dataclass
+class DynamicsState:
+    """Inference state for a batch of B rollouts.
+
+    kv: per time-attention layer (k, v), each (B*S, H_kv, L, head_dim), rows grouped by batch.
+    valid: (B, L) bool, False for left padding (rows started with shorter contexts).
+    position: (B,) frame position of the next generated frame in each row.
+    """
+
+    kv: list[KV]
+    valid: torch.Tensor
+    position: torch.Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return self.valid.shape[0]
+
+    def _padded(self, length: int) -> DynamicsState:
+        pad = length - self.valid.shape[1]
+        if pad == 0:
+            return self
+        kv = [tuple(F.pad(x, (0, 0, pad, 0)) for x in layer) for layer in self.kv]
+        valid = F.pad(self.valid, (pad, 0), value=False)
+        return DynamicsState(kv, valid, self.position)
+
+    def replace_rows(self, rows: torch.Tensor, other: DynamicsState) -> DynamicsState:
+        """A new state where batch rows `rows` come from `other` (e.g. envs that were reset)."""
+        rows = torch.as_tensor(rows, device=self.valid.device).long()
+        if len(rows) != other.batch_size:
+            raise ValueError(
+                f"{len(rows)} rows to replace but the new state has {other.batch_size}"
+            )
+        length = max(self.valid.shape[1], other.valid.shape[1])
+        a, b = self._padded(length), other._padded(length)
+        s = a.kv[0][0].shape[0] // a.batch_size if a.kv else 1
+        flat = (rows[:, None] * s + torch.arange(s, device=rows.device)).flatten()
+        kv = []
+        for (ka, va), (kb, vb) in zip(a.kv, b.kv, strict=True):
+            ka, va = ka.clone(), va.clone()
+            ka[flat], va[flat] = kb, vb
+            kv.append((ka, va))
+        valid, position = a.valid.clone(), a.position.clone()
+        valid[rows], position[rows] = b.valid, b.position
+        return DynamicsState(kv, valid, position)
