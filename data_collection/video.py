@@ -45,7 +45,6 @@ before anything is written, and the dataset is written atomically, so no partial
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import os
@@ -238,11 +237,10 @@ def _folder_frames(files: list[Path]) -> Iterator[np.ndarray]:
 
 
 def lane_reward_constants() -> tuple[float, float]:
-    """LaneSim's default (gold_scale, death_penalty), read from `LaneSimEnv`'s signature."""
-    from envs.lane import LaneSimEnv
+    """LaneSim's default (gold_scale, death_penalty)."""
+    from envs.lane import DEATH_PENALTY, GOLD_SCALE
 
-    params = inspect.signature(LaneSimEnv.__init__).parameters
-    return params["gold_scale"].default, params["death_penalty"].default
+    return GOLD_SCALE, DEATH_PENALTY
 
 
 def _deaths(health: np.ndarray) -> np.ndarray:

@@ -50,6 +50,11 @@ def load_dream_bundle(bundle: str | os.PathLike | None, device: torch.device) ->
             f"; {HOW_TO_FIX}"
         )
     path = Path(bundle)
+    if not path.is_dir():
+        raise BundleError(
+            f"world-model bundle {path} not found: pass bundle=PATH to a bundle folder, or put "
+            f"one there; {HOW_TO_FIX}"
+        )
     try:
         loaded = load_bundle(path, device)
     except BundleError:
@@ -62,10 +67,11 @@ def load_dream_bundle(bundle: str | os.PathLike | None, device: torch.device) ->
         raise BundleError(f"{config_file} lacks the model(s) {sorted(missing)}; {HOW_TO_FIX}")
     tokenizer, dynamics = loaded.models["tokenizer"], loaded.models["dynamics"]
     cfg = dynamics.config
-    if spec_to_space(cfg.action_spec) != loaded.action_space:
+    trained_for = spec_to_space(cfg.action_spec)
+    if trained_for != loaded.action_space:
         raise BundleError(
-            f"{config_file}: the dynamics model was trained for actions {spec_to_space(cfg.action_spec)}"
-            f" but the bundle's action space is {loaded.action_space}; {HOW_TO_FIX}"
+            f"{config_file}: the dynamics model was trained for actions {trained_for} but the "
+            f"bundle's action space is {loaded.action_space}; {HOW_TO_FIX}"
         )
     if (tokenizer.num_latents, tokenizer.latent_dim) != (cfg.num_latents, cfg.latent_dim):
         raise BundleError(
@@ -139,16 +145,49 @@ class DreamCore:
         generator.manual_seed(int(rng.integers(SEED_HIGH)))
         return index
 
-    @torch.no_grad()
-    def start(self, indices: list[int], generator: Any) -> tuple[Any, torch.Tensor, np.ndarray]:
-        """Start rows from contexts `indices`: -> (dynamics state, last latents (B, N, D),
-        last real frames (B, H, W, C) uint8)."""
+    def context(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The bundle's start contexts `indices`: obs (B, T0, H, W, C), action, labeled."""
         rows = torch.as_tensor(indices)
-        obs = self.contexts["obs"][rows].to(self.device)  # (B, T0, H, W, C)
-        action = self.contexts["action"][rows].to(self.device)
-        labeled = self.contexts["labeled"][rows].to(self.device)
+        return tuple(self.contexts[k][rows] for k in ("obs", "action", "labeled"))
+
+    def real_context(
+        self, frames: Any, actions: Any = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A context of one rollout from real frames (T0, H, W, C) or (H, W, C) uint8 and,
+        optionally, the actions (T0, ...) that led to them (the first one is never used)."""
+        obs = np.asarray(frames)
+        obs = obs[None] if obs.shape == self.pixel_space.shape else obs
+        if obs.dtype != np.uint8 or obs.ndim != 4 or obs.shape[1:] != self.pixel_space.shape:
+            raise ValueError(
+                f"start frames must be uint8 of shape (T0, *{self.pixel_space.shape}), got "
+                f"{obs.dtype} {obs.shape}"
+            )
+        length = len(obs)
+        labeled = torch.ones(1, length, dtype=torch.bool)
+        labeled[:, 0] = False
+        if actions is None:  # unknown: unlabeled, with an in-space placeholder
+            space = self.action_space
+            null = (
+                np.clip(np.zeros(space.shape, np.float32), space.low, space.high)
+                if isinstance(space, spaces.Box)
+                else np.asarray(space.start, np.int64)
+            )
+            actions = np.broadcast_to(null, (length, *space.shape))
+            labeled[:] = False
+        action = torch.as_tensor(self.check_actions(actions, (length,)))
+        return torch.as_tensor(obs)[None], action[None], labeled
+
+    @torch.no_grad()
+    def start(
+        self, obs: torch.Tensor, action: torch.Tensor, labeled: torch.Tensor, generator: Any
+    ) -> tuple[Any, torch.Tensor, np.ndarray]:
+        """Start rows from contexts obs (B, T0, H, W, C) uint8, action (B, T0, ...), labeled
+        (B, T0): -> (dynamics state, last latents (B, N, D), last frames (B, H, W, C) uint8)."""
+        obs = obs.to(self.device)
         latents = self.tokenizer.encode(obs)  # (B, T0, N, D)
-        state = self.dynamics.start(latents, action, labeled, generator=generator)
+        state = self.dynamics.start(
+            latents, action.to(self.device), labeled.to(self.device), generator=generator
+        )
         return state, latents[:, -1], obs[:, -1].cpu().numpy()
 
     @torch.no_grad()
@@ -196,9 +235,11 @@ class DreamCore:
             if not np.issubdtype(array.dtype, np.number) or not np.isfinite(array).all():
                 raise ValueError(f"action {actions!r} must be finite numbers for {space}")
             return np.clip(array, space.low, space.high).astype(np.float32)
-        if not np.issubdtype(array.dtype, np.integer):
-            if not np.issubdtype(array.dtype, np.floating) or not np.all(array == np.round(array)):
-                raise ValueError(f"action {actions!r} must be integers for {space}")
+        integral = np.issubdtype(array.dtype, np.integer) or (
+            np.issubdtype(array.dtype, np.floating) and np.all(array == np.round(array))
+        )
+        if not integral:
+            raise ValueError(f"action {actions!r} must be integers for {space}")
         if isinstance(space, spaces.Discrete):
             low, high = space.start, space.start + space.n
         else:
@@ -250,9 +291,24 @@ class DreamEnv(gym.Env):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start from a bundle context picked with the env's rng, or from `options["context"]`
+        (an index into the bundle's contexts), or from real frames `options["frames"]`
+        ((T0, H, W, C) or (H, W, C) uint8) with optional `options["actions"]` (T0, ...)."""
         super().reset(seed=seed)
+        options = options or {}
         index = self.core.draw_start(self.np_random, self._generator)
-        self._state, self._latents, frames = self.core.start([index], self._generator)
+        if "frames" in options:
+            context = self.core.real_context(options["frames"], options.get("actions"))
+            index = -1
+        else:
+            index = int(options.get("context", index))
+            if not 0 <= index < len(self.core.contexts["obs"]):
+                raise ValueError(
+                    f"options['context'] must be in [0, {len(self.core.contexts['obs'])}), "
+                    f"got {index}"
+                )
+            context = self.core.context([index])
+        self._state, self._latents, frames = self.core.start(*context, self._generator)
         self._frame = frames[0]
         self._steps = 0
         return self.core.observe(self._latents, frames)[0], {"context": index}
@@ -305,7 +361,9 @@ def random_bundle(
     height, _, channels = observation_space.shape
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        tok = CNNTokenizer(CNNTokenizerConfig(image_size=height, channels=channels, **(tokenizer or {})))
+        tok = CNNTokenizer(
+            CNNTokenizerConfig(image_size=height, channels=channels, **(tokenizer or {}))
+        )
         dyn = Dynamics(
             DynamicsConfig(
                 action_spec=space_to_spec(action_space),
@@ -332,7 +390,11 @@ def random_bundle(
         observation_space=observation_space,
         action_space=action_space,
         models={"tokenizer": tok, "dynamics": dyn},
-        contexts={"obs": obs, "action": action.reshape(*shape, *action_space.shape), "labeled": labeled},
+        contexts={
+            "obs": obs,
+            "action": action.reshape(*shape, *action_space.shape),
+            "labeled": labeled,
+        },
         sampling={"num_steps": dyn.config.num_sampling_steps},
         horizon=horizon,
     )

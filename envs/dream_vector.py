@@ -1,4 +1,4 @@
-"""Many dream rollouts stepped in one batched model call: a Gymnasium `VectorEnv` and an SB3 `VecEnv`.
+"""Many dream rollouts stepped in one batched model call: Gymnasium `VectorEnv`, SB3 `VecEnv`.
 
 `DreamVectorEnv` keeps one dynamics state holding N rows (one per sub-env). Resetting some
 sub-envs starts only those rows from new contexts and splices them into the batch
@@ -72,7 +72,9 @@ class DreamVectorEnv(VectorEnv):
         self._rngs = [np_random()[0] for _ in range(num_envs)]
         self._generators = [self.core.new_generator() for _ in range(num_envs)]
         self._state: Any = None
-        self._obs = np.zeros((num_envs, *self.single_observation_space.shape), self.single_observation_space.dtype)
+        self._obs = np.zeros(
+            (num_envs, *self.single_observation_space.shape), self.single_observation_space.dtype
+        )
         self._latents: torch.Tensor | None = None
         self._frames: np.ndarray | None = None
         self._steps = np.zeros(num_envs, np.int64)
@@ -82,7 +84,7 @@ class DreamVectorEnv(VectorEnv):
         """Start `rows` from fresh contexts and splice them into the batch; -> their infos."""
         indices = [self.core.draw_start(self._rngs[i], self._generators[i]) for i in rows]
         generators = [self._generators[i] for i in rows]
-        state, latents, frames = self.core.start(indices, generators)
+        state, latents, frames = self.core.start(*self.core.context(indices), generators)
         if self._state is None or len(rows) == self.num_envs:
             self._state, self._latents = state, latents
             self._frames = frames if self.core.obs_mode == "pixels" else None
@@ -187,7 +189,9 @@ class DreamSB3VecEnv(VecEnv):
 
     def __init__(self, num_envs: int = 1, **kwargs: Any) -> None:
         self.venv = DreamVectorEnv(num_envs, autoreset_mode=AutoresetMode.SAME_STEP, **kwargs)
-        super().__init__(num_envs, self.venv.single_observation_space, self.venv.single_action_space)
+        super().__init__(
+            num_envs, self.venv.single_observation_space, self.venv.single_action_space
+        )
         self._actions: np.ndarray | None = None
 
     def reset(self) -> np.ndarray:
@@ -241,7 +245,11 @@ class DreamSB3VecEnv(VecEnv):
         setattr(self.venv, attr_name, value)
 
     def env_method(
-        self, method_name: str, *method_args: Any, indices: VecEnvIndices = None, **method_kwargs: Any
+        self,
+        method_name: str,
+        *method_args: Any,
+        indices: VecEnvIndices = None,
+        **method_kwargs: Any,
     ) -> list[Any]:
         """Calls a method of the shared dream env once; its result is returned for each index."""
         rows = self._check_indices(indices)

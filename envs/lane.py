@@ -111,6 +111,10 @@ class EnemyLaner:
         return bool(np.hypot(dx, dy) <= ls.TOWER_RANGE)
 
 
+GOLD_SCALE = 1e-3  # reward per gold earned ("solo gold")
+DEATH_PENALTY = 0.2  # reward subtracted on each death
+
+
 class LaneSimEnv(gym.Env):
     """Top-lane simulator with League's controls and a pixel observation."""
 
@@ -122,8 +126,8 @@ class LaneSimEnv(gym.Env):
         image_size: int = 64,
         episode_length: int = 1000,
         difficulty: float = 0.5,
-        gold_scale: float = 1e-3,
-        death_penalty: float = 0.2,
+        gold_scale: float = GOLD_SCALE,
+        death_penalty: float = DEATH_PENALTY,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")

@@ -52,6 +52,10 @@ FIRST_MINION = 4
 CAPACITY = 64
 
 EMPTY, MELEE, RANGED, CHAMPION, TOWER = 0, 1, 2, 3, 4
+# A wave, per minion: (kind, distance behind the spawn point, lane y).
+WAVE = tuple(
+    (kind, back, y) for kind, back in ((MELEE, 0.0), (RANGED, 5.0)) for y in (-3.0, 0.0, 3.0)
+)
 # Per kind (indexed by kind): max health, attack damage, attack range (u), speed (u/step),
 # attack period (steps), gold for the last hit (the champion entry: a kill).
 MAX_HP = np.array([0.0, 240.0, 160.0, 620.0, 1.0])
@@ -84,7 +88,7 @@ FOUNTAIN_HEAL = 0.02  # share of max hp per step inside one's own base
 
 # Columns of `timers`; the first `TICKING` count down by one every step.
 Q_CD, W_CD, E_CD, R_CD, Q_BUFF, HASTE, W_BUFF, AGGRO, MARKED, E_SPIN, RESPAWN = range(11)
-TICKING = 9
+N_TIMERS, TICKING = 11, 9
 # Columns of `score`.
 GOLD_I, LAST_HITS_I, KILLS_I, DEATHS_I = 0, 1, 2, 3
 NO_ATTACK, AUTO_TARGET = -2, -1
@@ -133,7 +137,7 @@ class LaneSim:
             raise ValueError(f"difficulty must be in [0, 1], got {difficulty}")
         self.difficulty = float(difficulty)
         self.units = np.zeros(CAPACITY, UNIT_DTYPE)
-        self.timers = np.zeros((2, 11), np.int64)
+        self.timers = np.zeros((2, N_TIMERS), np.int64)
         self.move_target = np.zeros((2, 2))
         self.score = np.zeros((2, 4), np.int64)
         self.t = 0
@@ -165,13 +169,10 @@ class LaneSim:
         """Three melee minions in front, three ranged behind, per team (while slots are free)."""
         free = np.flatnonzero(self.units["kind"][FIRST_MINION:] == EMPTY) + FIRST_MINION
         jitter = self.rng.uniform(-0.5, 0.5, (2, 6, 2))
-        wave = [(MELEE, 0.0, y) for y in (-3.0, 0.0, 3.0)] + [
-            (RANGED, 5.0, y) for y in (-3.0, 0.0, 3.0)
-        ]
         for i, (team, j) in enumerate((team, j) for team in (0, 1) for j in range(6)):
             if i == len(free):
                 return
-            kind, back, lane_y = wave[j]
+            kind, back, lane_y = WAVE[j]
             x = MINION_SPAWN_X[team] + (back if team else -back) + jitter[team, j, 0]
             self._init_unit(free[i], kind, team, x, lane_y + jitter[team, j, 1])
 

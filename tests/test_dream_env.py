@@ -55,7 +55,9 @@ def tiny_bundle(path: Path, obs_space: spaces.Box, action_space: gym.Space, **kw
 def lane_bundle(tmp_path_factory) -> Path:
     """LaneSim's action space, 16x16 RGB frames, horizon 8."""
     root = tmp_path_factory.mktemp("dream")
-    return tiny_bundle(root / "lane", spaces.Box(0, 255, (16, 16, 3), np.uint8), LANE_ACTIONS, horizon=8)
+    return tiny_bundle(
+        root / "lane", spaces.Box(0, 255, (16, 16, 3), np.uint8), LANE_ACTIONS, horizon=8
+    )
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +101,30 @@ def test_reset_returns_a_real_start_frame(lane_bundle: Path) -> None:
     from world_models.bundle import load_bundle
 
     contexts = load_bundle(lane_bundle).contexts["obs"].numpy()
-    obs, info = DreamEnv(lane_bundle).reset(seed=3)
+    env = DreamEnv(lane_bundle)
+    obs, info = env.reset(seed=3)
     assert np.array_equal(obs, contexts[info["context"], -1])
+    obs, info = env.reset(options={"context": 2})
+    assert info["context"] == 2 and np.array_equal(obs, contexts[2, -1])
+    with pytest.raises(ValueError, match=r"options\['context'\] must be in \[0, 5\)"):
+        env.reset(options={"context": 5})
+
+
+def test_reset_from_real_frames(lane_bundle: Path) -> None:
+    env = DreamEnv(lane_bundle)
+    frames = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    obs, info = env.reset(seed=0, options={"frames": frames[-1]})
+    assert info["context"] == -1 and np.array_equal(obs, frames[-1])
+    assert env.observation_space.contains(env.step(LANE_ACTIONS.sample())[0])
+    actions = np.stack([LANE_ACTIONS.sample() for _ in range(3)])
+    with_actions = env.reset(seed=0, options={"frames": frames, "actions": actions})[0]
+    assert np.array_equal(with_actions, frames[-1])
+    with pytest.raises(
+        ValueError, match=r"start frames must be uint8 of shape \(T0, \*\(16, 16, 3\)\)"
+    ):
+        env.reset(options={"frames": frames[..., :1]})
+    with pytest.raises(ValueError, match="outside the action space"):
+        env.reset(options={"frames": frames, "actions": actions + 30})
 
 
 @pytest.fixture(scope="module")

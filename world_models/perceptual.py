@@ -103,8 +103,8 @@ def stlpips_weights_path(net: str) -> Path:
     path = path / f"{net}_shift_tolerant.pth"
     if not path.is_file():
         raise FileNotFoundError(
-            f"ST-LPIPS weights not found at {path}: reinstall them with "
-            "`pip install --force-reinstall stlpips-pytorch`, or choose the perceptual backend 'none'"
+            f"ST-LPIPS weights not found at {path}: reinstall them with `pip install "
+            "--force-reinstall stlpips-pytorch`, or choose the perceptual backend 'none'"
         )
     return path
 
@@ -142,7 +142,7 @@ class STLPIPS(nn.Module):
             conv_indices = [i for i in indices if f"{prefix}{i}.weight" in state]
             if len(conv_indices) != len(convs):
                 raise ValueError(f"{path} does not match the ST-LPIPS architecture (stage {k})")
-            for i, conv in zip(conv_indices, convs):
+            for i, conv in zip(conv_indices, convs, strict=True):
                 targets[f"{prefix}{i}.weight"] = conv.weight
                 targets[f"{prefix}{i}.bias"] = conv.bias
         for key, target in targets.items():

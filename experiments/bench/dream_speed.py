@@ -12,13 +12,15 @@ speed does not depend on the weights, but a trained bundle may use other model s
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
-def rate(step: Callable[[], None], seconds: float, warmup: int = 3) -> float:
+def rate(step: Callable[[], None], seconds: float, warmup: int = 1) -> float:
     """Calls per second of `step` over about `seconds` seconds, after `warmup` calls."""
     for _ in range(warmup):
         step()
@@ -68,8 +70,9 @@ def dream_rate(bundle: Path, device: str, num_envs: int, obs_mode: str, seconds:
     return num_envs * rate(lambda: venv.step(venv.action_space.sample()), seconds)
 
 
-def build_random_bundle(folder: Path) -> Path:
-    """Random weights, default model sizes, LaneSim-v0's spaces."""
+def build_random_bundle(folder: Path, dynamics: dict[str, Any]) -> Path:
+    """Random weights, LaneSim-v0's spaces, the default CNN tokenizer and the default dynamics
+    model with `dynamics` overrides; start contexts of 32 frames fill the KV cache window."""
     import numpy as np
     from gymnasium import spaces
 
@@ -77,7 +80,7 @@ def build_random_bundle(folder: Path) -> Path:
 
     obs = spaces.Box(0, 255, (64, 64, 3), np.uint8)
     actions = spaces.MultiDiscrete([21, 21, 2, 2, 2, 2, 2])
-    return random_bundle(folder / "bundle", obs, actions, context_length=32)
+    return random_bundle(folder / "bundle", obs, actions, dynamics=dynamics, context_length=32)
 
 
 def main() -> None:
@@ -85,8 +88,17 @@ def main() -> None:
     parser.add_argument("--bundle", type=Path, help="bundle folder (default: random weights)")
     parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--num-envs", type=int, nargs="+", help="batch sizes (CPU: 64; GPU: 64 1024)")
+    parser.add_argument(
+        "--num-envs", type=int, nargs="+", help="batch sizes (CPU: 64; GPU: 64 1024)"
+    )
     parser.add_argument("--real-env", default="LaneSim-v0", help="real env id to compare with")
+    parser.add_argument(
+        "--dynamics",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="DynamicsConfig overrides for the random bundle, e.g. dim=128 depth=4",
+    )
     args = parser.parse_args()
 
     import torch
@@ -97,8 +109,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         bundle = args.bundle
         if bundle is None:
-            bundle = build_random_bundle(Path(tmp))
-            print("bundle: RANDOM weights, default model sizes (no --bundle given), in a temp dir")
+            overrides = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.dynamics)}
+            bundle = build_random_bundle(Path(tmp), overrides)
+            print(
+                "bundle: RANDOM weights (no --bundle given), built in a temp dir; dynamics "
+                f"overrides: {overrides or 'none (DynamicsConfig defaults)'}"
+            )
         else:
             print(f"bundle: {bundle}")
         for name, model in load_bundle(bundle).models.items():
