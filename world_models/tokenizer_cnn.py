@@ -98,6 +98,8 @@ class CNNTokenizer(Tokenizer):
                 decoder.append(nn.SiLU())
             decoder.append(nn.ConvTranspose2d(w[i + 1], w[i], 4, stride=2, padding=1))
         self.decoder = nn.Sequential(*decoder)
+        # Start mid-range so every output pixel begins inside the [0, 1] clamp.
+        nn.init.constant_(self.decoder[-1].bias, 0.5)
 
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         """(B, T, H, W, C) uint8 or float in [0, 1] -> latents (B, T, N, D) in [-1, 1]."""

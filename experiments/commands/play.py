@@ -1,0 +1,53 @@
+"""`dreamgym play`: record a rollout of a policy in any env, real or dream."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "play"
+HELP = "Record a rollout (video + returns) of a random or expert policy in any env, real or dream."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("env_id", help="env id, e.g. LaneSim-v0 or Dream-League-v0")
+    parser.add_argument(
+        "--policy",
+        default="random",
+        help="random, expert (real envs only: it reads the true state), or ALGO:PATH of a saved "
+        "SB3 agent, e.g. ppo:runs/agent.zip",
+    )
+    parser.add_argument("--steps", type=int, default=200, help="steps to record (default 200)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default="play.mp4", help="video path (.mp4 or .gif)")
+    parser.add_argument("--fps", type=int, default=10)
+    parser.add_argument(
+        "--env-kwarg",
+        action="append",
+        metavar="KEY=VALUE",
+        help="keyword for gym.make, e.g. --env-kwarg bundle=path/to/bundle (repeatable)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import gymnasium as gym
+
+    import envs  # noqa: F401  (registers the ids)
+    from experiments.policy_loading import load_policy
+    from experiments.rollout import run_episode
+    from experiments.videos import write_video
+    from world_models.runs import parse_overrides
+
+    env = gym.make(args.env_id, render_mode="rgb_array", **parse_overrides(args.env_kwarg))
+    policy = load_policy(args.policy, args.env_id)
+    frames, total, steps, episodes = [], 0.0, 0, 0
+    while steps < args.steps:
+        episode = run_episode(env, policy, seed=args.seed + episodes, max_steps=args.steps - steps)
+        frames.extend(episode.frames)
+        total += episode.episode_return
+        steps += len(episode.actions)
+        episodes += 1
+    env.close()
+    path = write_video(frames, args.out, fps=args.fps)
+    print(f"{args.env_id}: {steps} steps over {episodes} episode(s), return {total:.3f}")
+    print(f"video: {path}")
+    return 0

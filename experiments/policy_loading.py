@@ -1,0 +1,46 @@
+"""Turning a `--policy` argument into a policy: random, scripted expert, or a saved agent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from data_collection.policies import POLICY_KINDS, Policy, make_policy
+
+
+class SB3Policy(Policy):
+    """A saved Stable-Baselines3 model (.zip) acting deterministically."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def act(self, obs: Any) -> Any:
+        action, _ = self.model.predict(obs, deterministic=True)
+        return action
+
+
+SB3_ALGOS = ("ppo", "a2c", "dqn")
+
+
+def load_policy(spec: str, env_id: str) -> Policy:
+    """`random`, `expert`, `noisy`, or a saved SB3 agent as `ALGO:PATH` (e.g. `ppo:agent.zip`)."""
+    if spec in POLICY_KINDS:
+        if spec != "random" and env_id.split(":")[-1].startswith("Dream"):
+            raise ValueError(
+                f"--policy {spec} needs the real env's true state, which {env_id} does not have; "
+                "use random or a trained agent"
+            )
+        return make_policy(spec, env_id)
+    algo, sep, path = spec.partition(":")
+    if not sep or algo.lower() not in SB3_ALGOS:
+        raise ValueError(
+            f"--policy must be one of {POLICY_KINDS} or ALGO:PATH with ALGO in {SB3_ALGOS}, "
+            f"got {spec!r}"
+        )
+    if not Path(path).is_file():
+        raise FileNotFoundError(
+            f"saved agent {path} not found; train one with dreamgym train-policy"
+        )
+    import stable_baselines3
+
+    return SB3Policy(getattr(stable_baselines3, algo.upper()).load(path, device="cpu"))
