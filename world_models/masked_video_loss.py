@@ -121,8 +121,9 @@ def masked_video_loss(
         n_masked = masked.sum().clamp(min=1)
         metrics = {
             "acc": ((right.all(-1) & masked).sum() / n_masked).item(),
-            "pixel_acc": ((right & masked[..., None]).sum() / (n_masked * c.pixels_per_token))
-            .item(),
+            "pixel_acc": (
+                (right & masked[..., None]).sum() / (n_masked * c.pixels_per_token)
+            ).item(),
             "mask_share": (masked.sum() / (targets.sum() * c.tokens_per_frame)).item(),
         }
     return loss, metrics

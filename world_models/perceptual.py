@@ -194,8 +194,9 @@ class PerceptualLoss(nn.Module):
     Backends: "stlpips" (learned shift-tolerant LPIPS from the `stlpips-pytorch` wheel, offline),
     "lpips" (the optional `lpips` package), "none" (zeros). One-channel images are repeated to
     RGB. Images whose smaller side is under 64 pixels are upsampled bilinearly so it is 64: the
-    networks were trained on 64x64 patches, and AlexNet's pooling leaves no spatial extent below
-    ~20 pixels. Weights are frozen; gradients flow to the inputs.
+    networks were trained on 64x64 patches (where AlexNet's last tap is 8x8), and the shift-
+    tolerant AlexNet fails outright below ~24 pixels. Weights are frozen; gradients flow to the
+    inputs.
     """
 
     def __init__(self, backend: str = "stlpips", net: str = "alex") -> None:

@@ -21,10 +21,14 @@ class ReconstructionLoss(nn.Module):
     The running mean squares are buffers (`mean_square` = [mse, perceptual], `updates`), so they
     are checkpointed with the module and a resumed run continues with them. They are updated
     only in training mode, before normalising, so the first training step's terms are exactly
-    1 and w. Under torch.distributed the batch values are averaged over processes first, so every
-    rank holds the same estimate. In eval mode the stored estimate is used (the batch's own
-    values before any update). `metrics` holds floats: mse, perceptual, psnr (mean per-frame dB)
-    and the current rms of each term.
+    1 and w. Under torch.distributed the batch values are averaged over processes first, so
+    every rank holds the same estimate (so every rank must call it in training mode, in step).
+    In eval mode the stored estimate is used (the batch's own values before any update).
+    `metrics` holds floats: mse, perceptual, psnr (mean per-frame dB) and each term's rms.
+
+    The perceptual network costs several times a small tokenizer on CPU: `perceptual_frames`
+    computes that term on at most this many randomly chosen frames of each batch (an unbiased
+    estimate of the mean; None uses every frame).
     """
 
     def __init__(
@@ -33,6 +37,7 @@ class ReconstructionLoss(nn.Module):
         perceptual_weight: float = 0.2,
         rms_momentum: float = 0.99,
         perceptual_net: str = "alex",
+        perceptual_frames: int | None = None,
         eps: float = 1e-8,
     ) -> None:
         super().__init__()
@@ -41,7 +46,10 @@ class ReconstructionLoss(nn.Module):
         if perceptual_weight < 0:
             raise ValueError(f"perceptual_weight must be >= 0, got {perceptual_weight}")
         self.perceptual = PerceptualLoss(perceptual, perceptual_net)
+        if perceptual_frames is not None and perceptual_frames < 1:
+            raise ValueError(f"perceptual_frames must be >= 1 or None, got {perceptual_frames}")
         self.perceptual_weight = perceptual_weight
+        self.perceptual_frames = perceptual_frames
         self.rms_momentum = rms_momentum
         self.eps = eps
         self.register_buffer("mean_square", torch.zeros(2))
@@ -70,8 +78,11 @@ class ReconstructionLoss(nn.Module):
         if self.perceptual.backend == "none" or self.perceptual_weight == 0:
             perc = mse.new_zeros(())
         else:
-            frames = lambda v: v.flatten(0, 1).permute(0, 3, 1, 2)  # (B*T, C, H, W)
-            perc = self.perceptual(frames(pred), frames(target)).mean()
+            x, y = pred.flatten(0, 1), target.flatten(0, 1)  # (B*T, H, W, C)
+            if self.perceptual_frames is not None and self.perceptual_frames < x.shape[0]:
+                pick = torch.randperm(x.shape[0], device=x.device)[: self.perceptual_frames]
+                x, y = x[pick], y[pick]
+            perc = self.perceptual(x.permute(0, 3, 1, 2), y.permute(0, 3, 1, 2)).mean()
         values = torch.stack([mse, perc]).detach()
         if self.training:
             self._update(values)

@@ -87,6 +87,7 @@ def train_tokenizer(
     train: TrainConfig | None = None,
     model_overrides: dict[str, Any] | None = None,
     perceptual: str = "stlpips",
+    perceptual_frames: int | None = None,
     data_dir: str | None = None,
     holdout: float = 0.1,
     resume: bool = False,
@@ -99,6 +100,7 @@ def train_tokenizer(
         "data_dir": data_dir,
         "holdout": holdout,
         "perceptual": perceptual,
+        "perceptual_frames": perceptual_frames,
         "train": dataclasses.asdict(train or TrainConfig()),
         "model": default_model_spec(kind, full, model_overrides or {}),
     }
@@ -108,7 +110,12 @@ def train_tokenizer(
     test_view = SequenceView(dataset_id, data_dir=data_dir, episodes=test_ids or train_ids)
 
     tokenizer = build_model(settings["model"])
-    objective = TokenizerObjective(tokenizer, ReconstructionLoss(perceptual=settings["perceptual"]))
+    objective = TokenizerObjective(
+        tokenizer,
+        ReconstructionLoss(
+            perceptual=settings["perceptual"], perceptual_frames=settings["perceptual_frames"]
+        ),
+    )
     trainer = Trainer(
         objective,
         train_view.sample,

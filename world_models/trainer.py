@@ -114,7 +114,9 @@ class Trainer:
         self.model: nn.Module = self.objective
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.model = nn.parallel.DistributedDataParallel(self.objective, device_ids=ids)
+            self.model = nn.parallel.DistributedDataParallel(
+                self.objective, device_ids=ids, broadcast_buffers=False
+            )
         self.rng = np.random.default_rng([cfg.seed, self.rank])
         torch.manual_seed(cfg.seed + self.rank)
         self.step = 0

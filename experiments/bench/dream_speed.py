@@ -48,13 +48,16 @@ def real_env_rate(env_id: str, seconds: float) -> float:
     return rate(step, seconds)
 
 
-def dream_rate(bundle: Path, device: str, num_envs: int, obs_mode: str, seconds: float) -> float:
+def dream_rate(
+    bundle: Path, device: str, num_envs: int, obs_mode: str, seconds: float, threshold: float
+) -> float:
     """Env steps per second: one `DreamEnv` (num_envs = 0) or a `DreamVectorEnv`."""
     from envs.dream import DreamEnv
     from envs.dream_vector import DreamVectorEnv
 
+    kwargs = dict(device=device, obs_mode=obs_mode, continue_threshold=threshold)
     if num_envs == 0:
-        env = DreamEnv(bundle, device=device, obs_mode=obs_mode)
+        env = DreamEnv(bundle, **kwargs)
         env.reset(seed=0)
         env.action_space.seed(0)
 
@@ -64,7 +67,7 @@ def dream_rate(bundle: Path, device: str, num_envs: int, obs_mode: str, seconds:
                 env.reset()
 
         return rate(step, seconds)
-    venv = DreamVectorEnv(num_envs, bundle=bundle, device=device, obs_mode=obs_mode)
+    venv = DreamVectorEnv(num_envs, bundle=bundle, **kwargs)
     venv.reset(seed=0)
     venv.action_space.seed(0)
     return num_envs * rate(lambda: venv.step(venv.action_space.sample()), seconds)
@@ -107,13 +110,15 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        bundle = args.bundle
+        bundle, threshold = args.bundle, 0.5
         if bundle is None:
+            threshold = 0.0  # a random continue head would end about every other step
             overrides = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.dynamics)}
             bundle = build_random_bundle(Path(tmp), overrides)
             print(
                 "bundle: RANDOM weights (no --bundle given), built in a temp dir; dynamics "
-                f"overrides: {overrides or 'none (DynamicsConfig defaults)'}"
+                f"overrides: {overrides or 'none (DynamicsConfig defaults)'}; terminations off, "
+                "episodes end at the horizon"
             )
         else:
             print(f"bundle: {bundle}")
@@ -129,7 +134,7 @@ def main() -> None:
             batches = args.num_envs or ([64] if device == "cpu" else [64, 1024])
             for mode in ("pixels", "latents"):
                 for n in [0, *batches]:
-                    steps = dream_rate(bundle, device, n, mode, args.seconds)
+                    steps = dream_rate(bundle, device, n, mode, args.seconds, threshold)
                     label = f"dream ({mode})" + (" vector" if n else "")
                     print(f"{label:<28} {device:<7} {max(n, 1):>5} {steps:>10.0f}", flush=True)
 

@@ -19,6 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="stlpips",
         help="perceptual loss backend (default: stlpips, shipped offline)",
     )
+    parser.add_argument(
+        "--perceptual-frames",
+        type=int,
+        help="compute the perceptual term on at most this many random frames per batch "
+        "(it dominates CPU cost; default: all)",
+    )
     add_train_arguments(parser, experiment="tokenizer")
 
 
@@ -33,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
         train=train,
         model_overrides=overrides,
         perceptual=args.perceptual,
+        perceptual_frames=args.perceptual_frames,
         data_dir=args.data_dir,
         resume=args.resume,
     )

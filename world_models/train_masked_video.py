@@ -1,0 +1,213 @@
+"""Training the masked video model (`dreamgym train-dynamics --kind masked-video`).
+
+Data: `dataset="generated"` draws fresh Moving MNIST sequences for every batch from
+`envs.moving_mnist.generate_sequences` on the TRAIN digits (the benchmark uses the disjoint test
+digits), at the model's image size, so the model never sees a sequence twice; any other value is
+a Minari dataset id read through `SequenceView` (frames resized to the model's size).
+Alignment as in `data_collection.sequence_view`: action[t] led to frame t.
+
+At the end the run folder holds `masked_video/` (the model alone) and `bundle/`: config.json
+{"format": "dreamgym-bundle", ..., "models": {"masked_video": spec}, "sampling": {...}},
+`masked_video.safetensors` and start contexts, with observation space (S, S, C) at the
+model's size (for Moving MNIST at 32x32: `MovingMNIST-v0` with `image_size=32`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.tensorboard import SummaryWriter
+
+from world_models.bundle import save_bundle, start_contexts
+from world_models.masked_video import MaskedVideoConfig, MaskedVideoModel, resize_frames
+from world_models.masked_video_sampler import SamplingSettings, rollout
+from world_models.model_io import build_model, save_model
+from world_models.runs import apply_overrides, prepare_run
+from world_models.trainer import Batch, TrainConfig, Trainer
+
+GENERATED = "generated"
+MOVING_MNIST_ID = "MovingMNIST-v0"
+
+
+def moving_mnist_windows(
+    num: int,
+    length: int,
+    image_size: int,
+    digits: str = "train",
+    seed: int = 0,
+    max_speed: float = 3.0,
+    speed: tuple[float, float] = (1.0, 2.0),
+) -> dict[str, np.ndarray]:
+    """Moving MNIST windows in the dataset alignment: obs (num, length, S, S, 1) uint8, action
+    (num, length, 2) float32 (action[t] led to obs[t]), labeled (num, length) bool (False at 0)."""
+    from envs.moving_mnist import generate_sequences
+
+    frames, actions = generate_sequences(num, length, digits, seed, max_speed, tuple(speed))
+    obs = resize_frames(torch.from_numpy(frames), image_size).numpy()
+    action = np.concatenate([np.zeros_like(actions[:, :1]), actions], axis=1)
+    labeled = np.ones((num, length), dtype=bool)
+    labeled[:, 0] = False
+    return {"obs": obs, "action": action, "labeled": labeled}
+
+
+class GeneratedMovingMNIST:
+    """A `Trainer` sampler: fresh train-digit windows for every batch (seeded by the loop's rng).
+    Each window is the tail of a sequence one frame longer, so its first action is known."""
+
+    def __init__(
+        self, image_size: int, max_speed: float = 3.0, speed: tuple[float, float] = (1.0, 2.0)
+    ) -> None:
+        self.image_size = image_size
+        self.max_speed = max_speed
+        self.speed = tuple(speed)
+
+    def __call__(
+        self, batch_size: int, seq_len: int, rng: np.random.Generator
+    ) -> dict[str, np.ndarray]:
+        seed = int(rng.integers(2**63 - 1))
+        out = moving_mnist_windows(
+            batch_size, seq_len + 1, self.image_size, "train", seed, self.max_speed, self.speed
+        )
+        return {k: v[:, 1:] for k, v in out.items()}
+
+
+class MaskedVideoObjective(nn.Module):
+    """The masked video loss on a batch (frames resized to the model's size when needed)."""
+
+    def __init__(self, model: MaskedVideoModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        frames = resize_frames(batch["obs"], self.model.config.image_size)
+        return self.model.loss(frames, batch["action"], batch["labeled"])
+
+
+def show_rollout(
+    objective: MaskedVideoObjective, batch: Batch, writer: SummaryWriter, step: int
+) -> None:
+    """Log the second half of a real window above its open-loop prediction (8 decoding steps)."""
+    model = objective.model
+    frames = resize_frames(batch["obs"][:1], model.config.image_size)
+    context = max(1, frames.shape[1] // 2)
+    settings = SamplingSettings.from_model(model, num_steps=8)
+    dream = rollout(model, frames, batch["action"][:1], batch["labeled"][:1], context, settings)
+    grid = torch.cat([frames[0, context:], dream[0]], dim=1)  # (T, 2H, W, C)
+    writer.add_images("masked_video/real_over_dream", grid, step, dataformats="NHWC")
+
+
+def default_masked_video_spec(action_space: gym.Space, overrides: dict[str, Any]) -> dict:
+    """A masked video model spec for `action_space`, with config `overrides`."""
+    from world_models.action_encoder import space_to_spec
+
+    config = MaskedVideoConfig(action_spec=space_to_spec(action_space))
+    config = apply_overrides(config, overrides)
+    return {"kind": "masked-video", "config": dataclasses.asdict(config)}
+
+
+def _contexts(view: Any, settings: dict, config: MaskedVideoConfig) -> dict[str, np.ndarray]:
+    length = settings["context_length"]
+    if view is None:
+        data = settings["data"]
+        return moving_mnist_windows(
+            64, length, config.image_size, "train", 1, data["max_speed"], data["speed"]
+        )
+    contexts = start_contexts(view, count=64, length=length)
+    contexts["obs"] = resize_frames(torch.from_numpy(contexts["obs"]), config.image_size).numpy()
+    return contexts
+
+
+def _check_lengths(settings: dict[str, Any]) -> None:
+    seq_len, max_frames = settings["train"]["seq_len"], settings["model"]["config"]["max_frames"]
+    if seq_len > max_frames:
+        raise ValueError(
+            f"--seq-len {seq_len} exceeds the model's max_frames={max_frames}; lower it or "
+            "pass --set max_frames=..."
+        )
+
+
+def train_masked_video(
+    dataset: str,
+    run_dir: str | os.PathLike,
+    train: TrainConfig | None = None,
+    model_overrides: dict[str, Any] | None = None,
+    data_dir: str | None = None,
+    holdout: float = 0.1,
+    context_length: int = 10,
+    horizon: int = 200,
+    max_speed: float = 3.0,
+    speed: tuple[float, float] = (1.0, 2.0),
+    resume: bool = False,
+) -> Path:
+    """Train (or resume) the masked video model; returns the path of the exported bundle.
+
+    dataset: "generated" (fresh Moving MNIST train-digit sequences; `max_speed` and `speed` as
+    in `generate_sequences`) or a Minari dataset id (held-out episodes by `holdout`).
+    """
+    run_dir = Path(run_dir)
+    if dataset == GENERATED:
+        env_id, action_space = MOVING_MNIST_ID, gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        full = None
+    else:
+        from data_collection.sequence_view import SequenceView
+
+        full = SequenceView(dataset, data_dir=data_dir)
+        env_id, action_space = full.env_id, full.action_space
+    settings = {
+        "dataset": dataset,
+        "data_dir": data_dir,
+        "holdout": holdout,
+        "context_length": context_length,
+        "horizon": horizon,
+        "data": {"max_speed": max_speed, "speed": list(speed)},
+        "train": dataclasses.asdict(train or TrainConfig()),
+        "model": default_masked_video_spec(action_space, model_overrides or {}),
+    }
+    _check_lengths(settings)
+    settings = prepare_run(run_dir, settings, resume)
+    _check_lengths(settings)
+    model = build_model(settings["model"])
+    config = model.config
+    view = None
+    if full is None:
+        data = settings["data"]
+        sampler = GeneratedMovingMNIST(config.image_size, data["max_speed"], tuple(data["speed"]))
+    else:
+        from data_collection.sequence_view import SequenceView, split_episodes
+
+        train_ids, _ = split_episodes(full.num_episodes, settings["holdout"], seed=0)
+        view = SequenceView(dataset, data_dir=data_dir, episodes=train_ids)
+        sampler = view.sample
+    trainer = Trainer(
+        MaskedVideoObjective(model),
+        sampler,
+        TrainConfig(**settings["train"]),
+        run_dir,
+        visualize=show_rollout,
+    )
+    if resume:
+        trainer.resume()
+    trainer.fit()
+    bundle = run_dir / "bundle"
+    if trainer.is_main:
+        save_model(model, run_dir / "masked_video")
+        size = (config.image_size, config.image_size, config.channels)
+        sampling = dataclasses.asdict(SamplingSettings.from_model(model))
+        save_bundle(
+            bundle,
+            env_id=env_id,
+            observation_space=gym.spaces.Box(0, 255, size, np.uint8),
+            action_space=action_space,
+            models={"masked_video": model},
+            contexts=_contexts(view, settings, config),
+            sampling=sampling,
+            horizon=settings["horizon"],
+        )
+    return bundle
