@@ -105,6 +105,7 @@ class DreamCore:
         termination: str = "threshold",
         continue_threshold: float = 0.5,
         horizon: int | None = None,
+        num_steps: int | None = None,
     ) -> None:
         if obs_mode not in OBS_MODES:
             raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
@@ -119,7 +120,13 @@ class DreamCore:
         self.tokenizer = self.bundle.models["tokenizer"]
         self.dynamics = self.bundle.models["dynamics"]
         self.contexts = self.bundle.contexts
-        self.num_steps = int(self.bundle.config.get("sampling", {}).get("num_steps", 4))
+        sampling = self.bundle.config.get("sampling", {})
+        self.num_steps = int(num_steps or sampling.get("num_steps", 4))
+        k_max = self.dynamics.config.k_max
+        if self.num_steps < 1 or self.num_steps > k_max or self.num_steps & (self.num_steps - 1):
+            raise ValueError(
+                f"num_steps must be a power of two between 1 and k_max={k_max}, got {num_steps}"
+            )
         self.horizon = int(horizon if horizon is not None else self.bundle.config["horizon"])
         if self.horizon < 1:
             raise ValueError(f"horizon must be at least 1, got {self.horizon}")
@@ -260,7 +267,8 @@ class DreamEnv(gym.Env):
     device: torch device of the model. obs_mode: "pixels" (the real env's space) or "latents"
     (Box (N, D) in [-1, 1]). termination: "threshold" (continue probability below
     `continue_threshold`) or "sample" (Bernoulli with the continue probability).
-    horizon: steps before truncation (default: the bundle's).
+    horizon: steps before truncation (default: the bundle's). num_steps: shortcut denoising
+    steps K per frame (default: the bundle's; fewer is faster and blurrier).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -273,11 +281,14 @@ class DreamEnv(gym.Env):
         termination: str = "threshold",
         continue_threshold: float = 0.5,
         horizon: int | None = None,
+        num_steps: int | None = None,
         render_mode: str | None = None,
     ) -> None:
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        self.core = DreamCore(bundle, device, obs_mode, termination, continue_threshold, horizon)
+        self.core = DreamCore(
+            bundle, device, obs_mode, termination, continue_threshold, horizon, num_steps
+        )
         self.metadata = {**self.metadata, "render_fps": self.core.render_fps}
         self.observation_space = self.core.observation_space
         self.action_space = self.core.action_space

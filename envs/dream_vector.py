@@ -4,8 +4,9 @@
 sub-envs starts only those rows from new contexts and splices them into the batch
 (`DynamicsState.replace_rows`); the others keep their KV cache. Each row has its own
 `np.random.Generator` and `torch.Generator`, drawn exactly as `DreamEnv` draws them, so with
-seeds [s, s + 1, ...] sub-env i matches `DreamEnv` reset with seed s + i and given the same
-actions (up to float round-off of batched versus single matrix products).
+seeds [s, s + 1, ...] sub-env i matches a `DreamEnv` reset with seed s + i, given the same
+actions and reset whenever it ends (up to float round-off of batched versus single matrix
+products: frames may differ by one grey level).
 
 Autoreset (Gymnasium 1.x, `metadata["autoreset_mode"]`): NEXT_STEP (default) resets a finished
 sub-env on the next `step` call, ignoring its action there and returning its reset observation
@@ -46,6 +47,7 @@ class DreamVectorEnv(VectorEnv):
         termination: str = "threshold",
         continue_threshold: float = 0.5,
         horizon: int | None = None,
+        num_steps: int | None = None,
         render_mode: str | None = None,
         autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
     ) -> None:
@@ -56,7 +58,9 @@ class DreamVectorEnv(VectorEnv):
         mode = AutoresetMode(autoreset_mode)
         if mode == AutoresetMode.DISABLED:
             raise ValueError("autoreset_mode must be NEXT_STEP or SAME_STEP")
-        self.core = DreamCore(bundle, device, obs_mode, termination, continue_threshold, horizon)
+        self.core = DreamCore(
+            bundle, device, obs_mode, termination, continue_threshold, horizon, num_steps
+        )
         self.num_envs = num_envs
         self.render_mode = render_mode
         self.autoreset_mode = mode
@@ -118,7 +122,7 @@ class DreamVectorEnv(VectorEnv):
                 raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} envs")
         mask = np.ones(self.num_envs, bool)
         if options and "reset_mask" in options:
-            mask = np.asarray(options["reset_mask"])
+            mask = np.array(options["reset_mask"])
             if mask.shape != (self.num_envs,) or mask.dtype != np.bool_ or not mask.any():
                 raise ValueError(
                     f"options['reset_mask'] must be a bool array of shape ({self.num_envs},) "

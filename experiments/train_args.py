@@ -24,6 +24,11 @@ def add_train_arguments(parser: argparse.ArgumentParser, experiment: str) -> Non
         metavar="KEY=VALUE",
         help="model config setting (repeatable), e.g. --set latent_dim=16",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads for torch (default: torch's; 1 is often fastest on a busy machine)",
+    )
     parser.set_defaults(experiment=experiment)
     group = parser.add_argument_group("optimisation")
     for field in dataclasses.fields(TrainConfig):
@@ -35,6 +40,10 @@ def add_train_arguments(parser: argparse.ArgumentParser, experiment: str) -> Non
 
 def train_config_from_args(args: argparse.Namespace) -> tuple[Path, TrainConfig, dict[str, Any]]:
     """(run folder, TrainConfig, model overrides) from parsed options."""
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.resume and not args.run_dir:
         raise ValueError("--resume needs --run-dir: the folder of the run to continue")
     run_dir = Path(args.run_dir) if args.run_dir else new_run_dir("runs", args.experiment)

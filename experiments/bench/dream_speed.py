@@ -49,13 +49,19 @@ def real_env_rate(env_id: str, seconds: float) -> float:
 
 
 def dream_rate(
-    bundle: Path, device: str, num_envs: int, obs_mode: str, seconds: float, threshold: float
+    bundle: Path,
+    device: str,
+    num_envs: int,
+    obs_mode: str,
+    seconds: float,
+    threshold: float,
+    k: int | None,
 ) -> float:
     """Env steps per second: one `DreamEnv` (num_envs = 0) or a `DreamVectorEnv`."""
     from envs.dream import DreamEnv
     from envs.dream_vector import DreamVectorEnv
 
-    kwargs = dict(device=device, obs_mode=obs_mode, continue_threshold=threshold)
+    kwargs = dict(device=device, obs_mode=obs_mode, continue_threshold=threshold, num_steps=k)
     if num_envs == 0:
         env = DreamEnv(bundle, **kwargs)
         env.reset(seed=0)
@@ -94,6 +100,7 @@ def main() -> None:
     parser.add_argument(
         "--num-envs", type=int, nargs="+", help="batch sizes (CPU: 64; GPU: 64 1024)"
     )
+    parser.add_argument("--num-steps", type=int, help="shortcut steps K (default: bundle's)")
     parser.add_argument("--real-env", default="LaneSim-v0", help="real env id to compare with")
     parser.add_argument(
         "--dynamics",
@@ -122,21 +129,28 @@ def main() -> None:
             )
         else:
             print(f"bundle: {bundle}")
-        for name, model in load_bundle(bundle).models.items():
+        loaded = load_bundle(bundle)
+        for name, model in loaded.models.items():
             params = sum(p.numel() for p in model.parameters())
             print(f"  {name}: {params / 1e6:.2f}M parameters")
-        print(f"torch {torch.__version__}, {args.threads} CPU threads\n")
+        k = args.num_steps or loaded.config.get("sampling", {}).get("num_steps", 4)
+        print(
+            f"K = {k} shortcut steps per frame; torch {torch.__version__}, "
+            f"{args.threads} CPU threads\n"
+        )
         print(f"{'env':<28} {'device':<7} {'envs':>5} {'steps/s':>10}")
         real = real_env_rate(args.real_env, args.seconds)
-        print(f"{args.real_env + ' (real)':<28} {'cpu':<7} {1:>5} {real:>10.0f}")
+        print(f"{args.real_env + ' (real)':<28} {'cpu':<7} {1:>5} {real:>10.1f}")
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
         for device in devices:
             batches = args.num_envs or ([64] if device == "cpu" else [64, 1024])
             for mode in ("pixels", "latents"):
                 for n in [0, *batches]:
-                    steps = dream_rate(bundle, device, n, mode, args.seconds, threshold)
+                    steps = dream_rate(
+                        bundle, device, n, mode, args.seconds, threshold, args.num_steps
+                    )
                     label = f"dream ({mode})" + (" vector" if n else "")
-                    print(f"{label:<28} {device:<7} {max(n, 1):>5} {steps:>10.0f}", flush=True)
+                    print(f"{label:<28} {device:<7} {max(n, 1):>5} {steps:>10.1f}", flush=True)
 
 
 if __name__ == "__main__":
