@@ -29,16 +29,11 @@ from gymnasium import spaces
 
 from world_models.action_encoder import spec_to_space
 from world_models.bundle import HOW_TO_FIX, Bundle, BundleError, load_bundle
+from world_models.world_model import WorldModel
 
-BUNDLES_DIR = Path(__file__).parent / "bundles"
 OBS_MODES = ("pixels", "latents")
 TERMINATIONS = ("threshold", "sample")
 SEED_HIGH = 2**63 - 1
-
-
-def shipped_bundle(name: str) -> Path:
-    """Folder of a bundle shipped inside the package: `envs/bundles/<name>`."""
-    return BUNDLES_DIR / name
 
 
 def load_dream_bundle(bundle: str | os.PathLike | None, device: torch.device) -> Bundle:
@@ -127,6 +122,7 @@ class DreamCore:
             raise ValueError(
                 f"num_steps must be a power of two between 1 and k_max={k_max}, got {num_steps}"
             )
+        self.world_model = WorldModel(self.tokenizer, self.dynamics, self.num_steps)
         self.horizon = int(horizon if horizon is not None else self.bundle.config["horizon"])
         if self.horizon < 1:
             raise ValueError(f"horizon must be at least 1, got {self.horizon}")
@@ -191,9 +187,8 @@ class DreamCore:
         """Start rows from contexts obs (B, T0, H, W, C) uint8, action (B, T0, ...), labeled
         (B, T0): -> (dynamics state, last latents (B, N, D), last frames (B, H, W, C) uint8)."""
         obs = obs.to(self.device)
-        latents = self.tokenizer.encode(obs)  # (B, T0, N, D)
-        state = self.dynamics.start(
-            latents, action.to(self.device), labeled.to(self.device), generator=generator
+        state, latents = self.world_model.start(
+            obs, action.to(self.device), labeled.to(self.device), generator
         )
         return state, latents[:, -1], obs[:, -1].cpu().numpy()
 
@@ -203,15 +198,13 @@ class DreamCore:
     ) -> tuple[Any, torch.Tensor, np.ndarray, np.ndarray]:
         """Imagine one frame per row: -> (state, latents (B, N, D), reward (B,), continue (B,))."""
         action = torch.as_tensor(actions, device=self.device)
-        latents, reward, cont, state = self.dynamics.step(
-            state, action, num_steps=self.num_steps, generator=generator
-        )
+        state, latents, reward, cont = self.world_model.step(state, action, generator)
         return state, latents, reward.float().cpu().numpy(), cont.float().cpu().numpy()
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         """Latents (B, N, D) -> uint8 frames (B, H, W, C)."""
-        return to_uint8(self.tokenizer.decode(latents[:, None])[:, 0].clamp(0, 1))
+        return to_uint8(self.world_model.decode(latents))
 
     def observe(self, latents: torch.Tensor, frames: np.ndarray | None) -> np.ndarray:
         """Observations (B, ...) in the chosen mode; `frames` are the decoded pixels, if any."""

@@ -373,6 +373,23 @@ def test_bad_bundles(lane_bundle: Path, tmp_path: Path, case: str, names: str) -
     assert names in str(err.value) and str(bad) in str(err.value)
 
 
+def test_bad_settings(lane_bundle: Path) -> None:
+    for kwargs, message in [
+        (dict(num_steps=3), "num_steps must be a power of two between 1 and k_max=4"),
+        (dict(num_steps=8), "num_steps must be a power of two"),
+        (dict(obs_mode="rgb"), "obs_mode must be one of"),
+        (dict(termination="never"), "termination must be one of"),
+        (dict(continue_threshold=1.5), r"continue_threshold must be in \[0, 1\]"),
+        (dict(horizon=0), "horizon must be at least 1"),
+        (dict(render_mode="human"), "render_mode must be None or 'rgb_array'"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            DreamEnv(lane_bundle, **kwargs)
+    env = DreamEnv(lane_bundle, num_steps=1)
+    env.reset(seed=0)
+    assert env.observation_space.contains(env.step(LANE_ACTIONS.sample())[0])
+
+
 def test_missing_bundle(tmp_path: Path) -> None:
     with pytest.raises(BundleError, match=r"not found.*train-dynamics"):
         DreamEnv(tmp_path / "nowhere")

@@ -71,6 +71,8 @@ def test_config_json_and_errors() -> None:
         DynamicsConfig.from_dict({**dataclasses.asdict(cfg), "depht": 3})
     with pytest.raises(ValueError, match="tau_ctx"):
         tiny_config(tau_ctx=1.5)
+    with pytest.raises(ValueError, match="context_prob"):
+        tiny_config(context_prob=1.0)
     with pytest.raises(ValueError, match="power of two"):
         tiny_config(k_max=12)
     with pytest.raises(ValueError, match="time_attention_every"):
@@ -90,6 +92,15 @@ def test_shapes_and_metrics() -> None:
     loss, metrics = model.loss(latents, action, labeled, reward, terminal)
     assert loss.ndim == 0 and torch.isfinite(loss)
     assert {"flow_mse", "bootstrap_mse", "reward_loss", "continue_accuracy"} <= set(metrics)
+
+
+def test_context_prob_trains_on_context_frames() -> None:
+    data = batch(b=16, t=4)
+    g = torch.Generator().manual_seed(0)
+    _, paper = make_model().loss(*data, generator=g)
+    _, mixed = make_model(context_prob=0.9).loss(*data, generator=g)
+    # Pure diffusion forcing: d > d_min (bootstrap) for 3 of 4 levels; context frames use d_min.
+    assert paper["bootstrap_frac"] > 0.5 and mixed["bootstrap_frac"] < 0.3
 
 
 def test_agent_tokens_are_isolated() -> None:

@@ -77,6 +77,7 @@ def test_command_on_a_tiny_random_model(tmp_path, capsys) -> None:
     argv = ["eval-video-prediction", "--model", str(model_dir), "--sequences", "3"]
     argv += ["--context", "4", "--horizon", "3", "--num-steps", "2", "--without-actions"]
     argv += ["--bundle", str(dyn), "--mnist-test-seq", str(tmp_path / "seq.npy")]
+    argv += ["--score-size", "32"]  # the 16x16 model's frames are scored at 32x32
     with pytest.raises(SystemExit) as done:
         cli_main([*argv, "--out", str(out)])
     assert done.value.code == 0
@@ -89,6 +90,7 @@ def test_command_on_a_tiny_random_model(tmp_path, capsys) -> None:
         "dynamics",
     }
     assert len(methods["masked_video"]["psnr"]) == 3 and metrics["horizon"] == [1, 2, 3]
+    assert metrics["image_size"] == 32 and metrics["model_image_size"] == 16
     assert set(metrics["sources"]["mnist_test_seq"]["methods"]) == {
         "masked_video",
         "hold_last_frame",

@@ -38,11 +38,17 @@ def space_to_spec(space: gym.Space) -> dict[str, Any]:
             "start": [int(s) for s in space.start],
         }
     if isinstance(space, gym.spaces.Box):
+
+        def bound(values: np.ndarray) -> float | list[float]:
+            flat = [float(x) for x in values.ravel()]
+            return flat[0] if len(set(flat)) == 1 else flat  # uniform bounds as one number
+
         return {
             "type": "Box",
-            "low": [float(x) for x in space.low.ravel()],
-            "high": [float(x) for x in space.high.ravel()],
+            "low": bound(space.low),
+            "high": bound(space.high),
             "shape": list(space.shape),
+            "dtype": str(space.dtype),
         }
     raise ValueError(
         f"unsupported action space {space!r}: use Discrete, MultiDiscrete or Box "
@@ -60,9 +66,10 @@ def spec_to_space(spec: dict[str, Any]) -> gym.Space:
         return gym.spaces.MultiDiscrete(nvec, start=np.asarray(spec.get("start", [0] * len(nvec))))
     if kind == "Box":
         shape = tuple(int(s) for s in spec["shape"])
-        low = np.asarray(spec["low"], dtype=np.float32).reshape(shape)
-        high = np.asarray(spec["high"], dtype=np.float32).reshape(shape)
-        return gym.spaces.Box(low, high, shape, dtype=np.float32)
+        dtype = np.dtype(spec.get("dtype", "float32"))
+        low = np.broadcast_to(np.asarray(spec["low"], dtype=dtype), shape)
+        high = np.broadcast_to(np.asarray(spec["high"], dtype=dtype), shape)
+        return gym.spaces.Box(low, high, shape, dtype=dtype)
     raise ValueError(f"bad action spec {spec!r}: 'type' must be one of {SPACE_TYPES}")
 
 

@@ -200,6 +200,7 @@ class Dynamics(nn.Module):
                 "dynamics_loss": dynamics_loss.detach(),
                 "flow_mse": (per_frame * flow).sum() / flow.sum().clamp_min(1),
                 "bootstrap_mse": (per_frame * boot).sum() / boot.sum().clamp_min(1),
+                "bootstrap_frac": boot.float().mean(),
                 "reward_loss": reward_loss.detach(),
                 "continue_loss": continue_loss.detach(),
                 "reward_mae": (reward_err * head_mask).sum() / count,

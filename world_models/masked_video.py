@@ -8,13 +8,15 @@ levels given the token's features). A masked token has every pixel set to `MASK 
 [MASK] symbol of the vocabulary (levels + 1); the head never predicts it (MDLM's SUBS rule).
 At 32x32 with 4x4 patches a frame is 64 tokens; `patch_size=1` gives one token per pixel.
 
-Each token gets learned spatial and temporal position embeddings, plus the embedding of its
-frame's action (`world_models.action_encoder.ActionEncoder`, with its no-action embedding where
-the action is unknown). Blocks are factorised: spatial attention within each frame, temporal
-attention across frames at each token position, then a SwiGLU MLP (pre-norm, from
-`world_models.layers`). The temporal attention takes a per-sequence frame mask, so one batch
-mixes the three objectives of `world_models.masked_video_loss`: causal future prediction,
-bidirectional joint denoising and single frames.
+Each token gets learned spatial and temporal position embeddings (and, with `rope`, rotary
+positions in attention: 2D row / column in space, 1D in time, which make "the token one to the
+left, one frame back" the same relation everywhere and speed up learning on CPU), plus the
+embedding of its frame's action (`world_models.action_encoder.ActionEncoder`, with its
+no-action embedding where the action is unknown). Blocks are factorised: spatial attention
+within each frame, temporal attention across frames at each token position, then a SwiGLU MLP
+(pre-norm, from `world_models.layers`). The temporal attention takes a per-sequence frame mask,
+so one batch mixes the three objectives of `world_models.masked_video_loss`: causal future
+prediction, bidirectional joint denoising and single frames.
 
 Data alignment (the dataset sequence view): action[t] led to frame t; labeled[t] is False at
 t = 0. Sampling lives in `world_models.masked_video_sampler`.
@@ -30,7 +32,7 @@ import torch
 from torch import nn
 
 from world_models.action_encoder import ActionEncoder, spec_to_space
-from world_models.layers import KV, Attention, RMSNorm, SwiGLU
+from world_models.layers import KV, Attention, RMSNorm, Rope, RotaryEmbedding, SwiGLU
 
 MOVING_MNIST_ACTION_SPEC = {"type": "Box", "low": [-1.0, -1.0], "high": [1.0, 1.0], "shape": [2]}
 
@@ -49,6 +51,7 @@ class MaskedVideoConfig:
     depth: int = 4  # factorised blocks (spatial + temporal attention + MLP each)
     num_heads: int = 4
     mlp_hidden_dim: int | None = None  # None: 8/3 * dim
+    rope: bool = True  # also rotary positions: 2D (row, column) in space, 1D in time
     # objective mix (normalised): causal future prediction, joint denoising, single frames
     p_future: float = 0.5
     p_joint: float = 0.4
@@ -69,8 +72,8 @@ class MaskedVideoConfig:
             problems.append("image_size must be a multiple of patch_size")
         if not 2 <= self.levels <= 256 or 255 % (self.levels - 1):
             problems.append("levels must be in [2, 256] with 255 divisible by levels - 1")
-        if self.dim % self.num_heads or (self.dim // self.num_heads) % 2:
-            problems.append("dim must divide by num_heads into an even head width")
+        if self.dim % self.num_heads or (self.dim // self.num_heads) % 4:
+            problems.append("dim must divide by num_heads into a head width divisible by 4")
         if min(self.max_frames, self.depth, self.channels, self.num_sampling_steps) < 1:
             problems.append("max_frames, depth, channels and num_sampling_steps must be >= 1")
         probs = (self.p_future, self.p_joint, self.p_single)
@@ -160,13 +163,16 @@ class FactorisedBlock(nn.Module):
         time_mask: torch.Tensor | None,
         is_causal: bool,
         past_kv: KV | None,
+        space_rope: Rope | None = None,
+        time_rope: Rope | None = None,
     ) -> tuple[torch.Tensor, KV]:
         """x (B, T, N, D); time_mask (B, T, T_past + T) bool or None -> (x, temporal (k, v))."""
         b, t, n, d = x.shape
-        x = x + self.space_attn(self.space_norm(x).reshape(b * t, n, d)).view(b, t, n, d)
+        space = self.space_attn(self.space_norm(x).reshape(b * t, n, d), space_rope)
+        x = x + space.view(b, t, n, d)
         xt = self.time_norm(x).transpose(1, 2).reshape(b * n, t, d)  # (B N, T, D)
         mask = None if time_mask is None else time_mask.repeat_interleave(n, dim=0)[:, None]
-        out, kv = self.time_attn(xt, None, mask, is_causal, past_kv, return_kv=True)
+        out, kv = self.time_attn(xt, time_rope, mask, is_causal, past_kv, return_kv=True)
         x = x + out.view(b, n, t, d).transpose(1, 2)
         return x + self.mlp(self.mlp_norm(x)), kv
 
@@ -186,6 +192,17 @@ class MaskedVideoModel(nn.Module):
         self.space_pos = nn.Parameter(torch.randn(c.tokens_per_frame, c.dim) * 0.02)
         self.time_pos = nn.Parameter(torch.randn(c.max_frames, c.dim) * 0.02)
         self.action_encoder = ActionEncoder(c.action_spec, c.dim)
+        for param in self.action_encoder.parameters():  # as small as the other embeddings
+            nn.init.normal_(param, std=0.02)
+        head_dim = c.dim // c.num_heads
+        self.space_rope = RotaryEmbedding(head_dim, num_axes=2) if c.rope else None
+        self.time_rope = RotaryEmbedding(head_dim) if c.rope else None
+        rows = torch.arange(c.grid).repeat_interleave(c.grid)
+        self.register_buffer(
+            "token_rc",
+            torch.stack([rows, torch.arange(c.grid).repeat(c.grid)], 1),
+            persistent=False,
+        )
         self.blocks = nn.ModuleList(
             FactorisedBlock(c.dim, c.num_heads, c.mlp_hidden_dim) for _ in range(c.depth)
         )
@@ -208,7 +225,8 @@ class MaskedVideoModel(nn.Module):
         """tokens (..., N, P) of levels (no [MASK]) -> uint8 frames (..., H, W, C)."""
         if (tokens >= self.mask_id).any():
             raise ValueError("tokens still hold [MASK]: decode every token before converting")
-        return dequantise(unpatchify(tokens, self.config.patch_size, self.config.channels))
+        c = self.config
+        return dequantise(unpatchify(tokens, c.patch_size, c.channels), c.levels)
 
     def forward(
         self,
@@ -245,9 +263,14 @@ class MaskedVideoModel(nn.Module):
         x = self.pixel_embed(tokens + self.pixel_offsets).sum(-2)  # (B, T, N, D)
         x = x + self.space_pos + self.time_pos[start : start + t, None]
         x = x + self.action_encoder(action, labeled)[:, :, None]
+        space_rope = time_rope = None
+        if self.space_rope is not None and self.time_rope is not None:
+            space_rope = self.space_rope(self.token_rc)
+            time_rope = self.time_rope(torch.arange(start, start + t, device=x.device))
         new_kv = []
         for i, block in enumerate(self.blocks):
-            x, kv = block(x, time_mask, is_causal, None if past_kv is None else past_kv[i])
+            past = None if past_kv is None else past_kv[i]
+            x, kv = block(x, time_mask, is_causal, past, space_rope, time_rope)
             new_kv.append(kv)
         logits = self.head(self.out_norm(x)).view(b, t, n, p, c.levels)
         return logits, new_kv

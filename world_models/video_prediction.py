@@ -16,6 +16,7 @@ optionally a Dreamer-style bundle (`WorldModel.imagine`, frames resized to and f
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -177,48 +178,60 @@ def evaluate_video_prediction(
     bundle: str | os.PathLike | None = None,
     sampling: dict[str, float | None] | None = None,
     without_actions: bool = False,
+    score_size: int | None = None,
     batch_size: int = 64,
     device: str = "cpu",
     seed: int = 0,
 ) -> dict[str, Any]:
     """Per-horizon MSE / PSNR / SSIM of every method on every source, as a dict (the frames of
-    the first sequences under "_frames" for the report's video)."""
+    the first sequences under "_frames" for the report's video).
+
+    score_size: score at this frame size instead of the model's: the model's predictions are
+    resized (nearest neighbour when growing) and compared with frames made at that size, and
+    hold-last-frame holds a frame of that size (e.g. 64 for the published 64x64 protocol).
+    """
     if context < 1 or horizon < 1:
         raise ValueError(f"context and horizon must be >= 1, got {context} and {horizon}")
     model = load_masked_video(model_path, device)
     settings = SamplingSettings.from_model(model, **(sampling or {}))
     size = model.config.image_size
-    data = benchmark_data(num_sequences, size, seed, mnist_test_seq, context + horizon)
+    score_size = score_size or size
+    length = context + horizon
+    data = benchmark_data(num_sequences, size, seed, mnist_test_seq, length)
+    truth = data
+    if score_size != size:
+        truth = benchmark_data(num_sequences, score_size, seed, mnist_test_seq, length)
     results: dict[str, Any] = {
         "model": str(model_path),
         "bundle": None if bundle is None else str(bundle),
-        "image_size": size,
+        "image_size": score_size,
+        "model_image_size": size,
         "context": context,
         "horizon": list(range(1, horizon + 1)),
-        "sampling": settings.__dict__,
+        "sampling": dataclasses.asdict(settings),
         "sources": {},
         "_frames": {},
     }
     for name, source in data.items():
-        real = source["obs"][:, context:]
+        target = truth[name]
+        real = target["obs"][:, context:]
         preds = {
-            "masked_video": predict_masked_video(
-                model, source, context, settings, batch_size, seed
-            ),
-            "hold_last_frame": hold_last_frame(source["obs"], context),
+            "masked_video": predict_masked_video(model, source, context, settings, batch_size, seed)
         }
         if without_actions and name == "generated":
             preds["masked_video_no_actions"] = predict_masked_video(
                 model, source, context, settings, batch_size, seed, use_actions=False
             )
+        preds = {k: resize_frames(v, score_size) for k, v in preds.items()}
+        preds["hold_last_frame"] = hold_last_frame(target["obs"], context)
         if bundle is not None:
-            preds["dynamics"] = predict_dynamics(bundle, source, context, batch_size, seed, device)
+            preds["dynamics"] = predict_dynamics(bundle, target, context, batch_size, seed, device)
         results["sources"][name] = {
             "sequences": real.shape[0],
             "methods": {k: summarise(score(v, real)) for k, v in preds.items()},
         }
         results["_frames"][name] = {
-            "real": source["obs"][:4],
+            "real": target["obs"][:4],
             **{k: v[:4] for k, v in preds.items()},
         }
     return results

@@ -1,8 +1,10 @@
 """A world model: a frozen tokenizer plus an action-conditioned dynamics model.
 
-`WorldModel.start` reads real context frames into the dynamics' KV cache and `WorldModel.step`
-imagines one frame per action; `imagine` runs a whole open-loop rollout. The dream env,
-evaluation and the trainers' dream videos all go through this one sampler.
+The one sampler every consumer goes through (dream envs, evaluation, trainers' dream videos):
+`start` reads real context frames into the dynamics' KV cache, `step` imagines one frame per
+action for every row of a batch, `decode` turns latents into pixels, and `imagine` runs a
+whole open-loop rollout. The dynamics state is passed in and out, so batched envs can
+restart single rows (`DynamicsState.replace_rows`).
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from torch import nn
 
 from world_models.tokenizer import Tokenizer
 
+Generators = torch.Generator | list[torch.Generator] | None  # one, or one per row
+
 
 @dataclass
 class Imagined:
-    """One imagined step for a batch: frames (B, H, W, C) in [0, 1], reward (B,), continue (B,)."""
+    """An imagined rollout: frames (B, T, H, W, C) in [0, 1], reward (B, T), continue (B, T)."""
 
     frame: torch.Tensor
     reward: torch.Tensor
@@ -33,25 +37,36 @@ class WorldModel(nn.Module):
         self.tokenizer = tokenizer
         self.dynamics = dynamics
         self.num_steps = num_steps
-        self.state: Any = None
 
     @torch.no_grad()
-    def start(self, obs: torch.Tensor, action: torch.Tensor, labeled: torch.Tensor) -> None:
-        """Fill the cache from real context: obs (B, T0, H, W, C) uint8, action (B, T0, ...),
-        labeled (B, T0) bool (see the dataset alignment in data_collection.sequence_view)."""
-        latents = self.tokenizer.encode(obs)  # (B, T0, N, D)
-        self.state = self.dynamics.start(latents, action, labeled)
+    def start(
+        self,
+        obs: torch.Tensor,
+        action: torch.Tensor,
+        labeled: torch.Tensor,
+        generator: Generators = None,
+    ) -> tuple[Any, torch.Tensor]:
+        """Read real context into a new dynamics state: obs (B, T0, H, W, C) uint8, action
+        (B, T0, ...), labeled (B, T0) (alignment of data_collection.sequence_view).
+        Returns (state, context latents (B, T0, N, D))."""
+        latents = self.tokenizer.encode(obs)
+        return self.dynamics.start(latents, action, labeled, generator=generator), latents
 
     @torch.no_grad()
-    def step(self, action: torch.Tensor, generator: torch.Generator | None = None) -> Imagined:
-        """Imagine the frame that `action` (B, ...) leads to, with its reward and continue."""
-        if self.state is None:
-            raise RuntimeError("call start() with real context before step()")
-        latents, reward, cont, self.state = self.dynamics.step(
-            self.state, action, num_steps=self.num_steps, generator=generator
+    def step(
+        self, state: Any, action: torch.Tensor, generator: Generators = None
+    ) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Imagine the frame each row's action (B, ...) leads to, with K shortcut steps.
+        Returns (state, latents (B, N, D), reward (B,), continue probability (B,))."""
+        latents, reward, cont, state = self.dynamics.step(
+            state, action, num_steps=self.num_steps, generator=generator
         )
-        frame = self.tokenizer.decode(latents[:, None])[:, 0]  # (B, H, W, C)
-        return Imagined(frame=frame.clamp(0, 1), reward=reward, cont=cont)
+        return state, latents, reward, cont
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents (B, N, D) -> frames (B, H, W, C) float in [0, 1]."""
+        return self.tokenizer.decode(latents[:, None])[:, 0].float().clamp(0, 1)
 
     @torch.no_grad()
     def imagine(
@@ -60,14 +75,17 @@ class WorldModel(nn.Module):
         action: torch.Tensor,
         labeled: torch.Tensor,
         context: int,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
     ) -> Imagined:
         """Open-loop rollout: the first `context` steps of a real window are given, the rest are
-        imagined from its actions. Returns (B, T - context, ...) frames, rewards and continues."""
-        self.start(obs[:, :context], action[:, :context], labeled[:, :context])
-        steps = [self.step(action[:, t], generator) for t in range(context, obs.shape[1])]
-        return Imagined(
-            frame=torch.stack([s.frame for s in steps], 1),
-            reward=torch.stack([s.reward for s in steps], 1),
-            cont=torch.stack([s.cont for s in steps], 1),
+        imagined from its actions. Returns (B, T - context, ...) frames, rewards, continues."""
+        state, _ = self.start(
+            obs[:, :context], action[:, :context], labeled[:, :context], generator
         )
+        frames, rewards, conts = [], [], []
+        for t in range(context, obs.shape[1]):
+            state, latents, reward, cont = self.step(state, action[:, t], generator)
+            frames.append(self.decode(latents))
+            rewards.append(reward)
+            conts.append(cont)
+        return Imagined(torch.stack(frames, 1), torch.stack(rewards, 1), torch.stack(conts, 1))

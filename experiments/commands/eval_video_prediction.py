@@ -31,6 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also score the masked video model with every action hidden",
     )
+    parser.add_argument(
+        "--score-size",
+        type=int,
+        help="score at this frame size (e.g. 64, the published protocol; default: the model's)",
+    )
     parser.add_argument("--batch-size", type=int, default=64, help="sequences per forward pass")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--device", default="cpu")
@@ -65,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
             "guidance": args.guidance,
         },
         without_actions=args.without_actions,
+        score_size=args.score_size,
         batch_size=args.batch_size,
         device=args.device,
         seed=args.seed,
