@@ -57,7 +57,6 @@ def run(args: argparse.Namespace) -> int:
     for i, score in enumerate(scores, 1):
         if i == 1 or i % 4 == 0 or i == len(scores):
             print(f"{i:4d}  {score:6.2f}")
-    print(
-        f"mean PSNR over {len(scores)} steps: {np.mean(scores):.2f} dB\nvideo (real | dream): {path}"
-    )
+    print(f"mean PSNR over {len(scores)} steps: {np.mean(scores):.2f} dB")
+    print(f"video (real | dream): {path}")
     return 0
