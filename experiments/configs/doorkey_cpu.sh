@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Dream-MiniGrid-DoorKey-8x8-v0: the exact commands that trained the shipped bundle on CPU
+# (2 cores, one torch thread per job). Run from the repository root; outputs go to runs/.
+set -euo pipefail
+export MINARI_DATASETS_PATH=${MINARI_DATASETS_PATH:-data}
+export OMP_NUM_THREADS=1
+D=.venv/bin/dreamgym
+$D collect --env MiniGridPixels-DoorKey-8x8-v0 --policy noisy --epsilon 0.3 --episodes 1000 \
+  --dataset-id dreamgym/doorkey-mixed-v0 --seed 5000
+$D train-tokenizer --dataset dreamgym/doorkey-mixed-v0 --run-dir runs/doorkey-tok --kind cnn \
+  --perceptual none --set base_channels=32 --set max_channels=64 --set blocks_per_stage=0 \
+  --steps 3000 --batch-size 32 --seq-len 1 --lr 2e-3 --warmup 50 --ckpt-every 100
+$D train-dynamics --dataset dreamgym/doorkey-mixed-v0 --tokenizer runs/doorkey-tok/tokenizer \
+  --run-dir runs/doorkey-dyn --set dim=128 --set depth=4 --set num_heads=4 --set num_kv_heads=2 \
+  --set time_attention_every=2 --set context_prob=0.5 --set context_length=16 \
+  --steps 2500 --batch-size 8 --seq-len 8 --lr 1e-3 --warmup 100 --ckpt-every 100 --horizon 100
+$D eval-world-model --bundle runs/doorkey-dyn/bundle --dataset dreamgym/doorkey-mixed-v0 \
+  --context 4 --horizon 16 --num-steps 4 64

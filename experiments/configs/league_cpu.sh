@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Dream-League-v0: the exact commands that trained the shipped bundle on CPU
+# (2 cores, one torch thread per job). Run from the repository root; outputs go to runs/.
+set -euo pipefail
+export MINARI_DATASETS_PATH=${MINARI_DATASETS_PATH:-data}
+export OMP_NUM_THREADS=1
+D=.venv/bin/dreamgym
+$D collect --env LaneSim-v0 --policy noisy --epsilon 0.1 --episodes 40 \
+  --dataset-id dreamgym/lanesim-noisy-v0 --seed 1000
+$D train-tokenizer --dataset dreamgym/lanesim-noisy-v0 --run-dir runs/lane-tok --kind cnn \
+  --perceptual none --set base_channels=32 --set max_channels=128 --set blocks_per_stage=0 \
+  --set num_downsamples=4 --set latent_dim=64 \
+  --steps 4000 --batch-size 32 --seq-len 1 --lr 2e-3 --warmup 50 --ckpt-every 100
