@@ -116,6 +116,9 @@ def test_masking_touches_only_target_frames() -> None:
     assert (masked.flatten(1).sum(1) >= 1).all()
     counts = masked.sum((1, 2)).float() / (targets.sum(1) * 4)
     assert 0.3 < counts.mean() < 0.9  # E[cos(u pi / 2)] = 2 / pi
+    noisy, masked2 = mask_tokens(tokens, targets, 16, 0.0, g, context_corrupt_max=0.5)
+    context_changed = (noisy != tokens).any(-1) & context.expand_as(masked2)
+    assert context_changed.any() and not (masked2 & context.expand_as(masked2)).any()
 
 
 def test_sampler_never_changes_a_decoded_token() -> None:

@@ -57,6 +57,7 @@ class MaskedVideoConfig:
     p_joint: float = 0.4
     p_single: float = 0.1
     corrupt_max: float = 0.2  # share of unmasked target tokens replaced by random tokens, U(0, max)
+    context_corrupt_max: float = 0.0  # the same for clean context frames (future objective)
     label_smoothing: float = 0.1
     action_dropout: float = 0.1  # share of actions hidden in training (no-action embedding)
     # sampling defaults (overridable per call)
@@ -79,8 +80,10 @@ class MaskedVideoConfig:
         probs = (self.p_future, self.p_joint, self.p_single)
         if min(probs) < 0 or sum(probs) <= 0:
             problems.append("p_future, p_joint, p_single must be >= 0 with a positive sum")
-        if not 0 <= self.corrupt_max < 1 or not 0 <= self.action_dropout <= 1:
-            problems.append("corrupt_max must be in [0, 1) and action_dropout in [0, 1]")
+        if not (0 <= self.corrupt_max < 1 and 0 <= self.context_corrupt_max < 1):
+            problems.append("corrupt_max and context_corrupt_max must be in [0, 1)")
+        if not 0 <= self.action_dropout <= 1:
+            problems.append("action_dropout must be in [0, 1]")
         if problems:
             raise ValueError("bad MaskedVideoConfig: " + "; ".join(problems))
 

@@ -14,6 +14,11 @@ of its M target tokens become [MASK]; then a share r ~ U(0, corrupt_max) of the 
 tokens is replaced by random tokens (tokens drawn from anywhere in the batch, so they look like
 real patches). Loss: cross-entropy with label smoothing on every pixel of every target token
 (the model must also spot corrupted tokens); context frames carry no loss.
+
+Context corruption (`context_corrupt_max`, not in CoPilot4D): a share r ~ U(0, max) of the clean
+context tokens of the future objective is also replaced by random tokens, so the model learns
+to read imperfect past frames, as its own are when it rolls out (the discrete counterpart of
+noise augmentation of context frames in DIAMOND, GameNGen and Dreamer 4).
 """
 
 from __future__ import annotations
@@ -57,9 +62,11 @@ def mask_tokens(
     mask_id: int,
     corrupt_max: float,
     generator: torch.Generator | None = None,
+    context_corrupt_max: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mask and corrupt target tokens. tokens (B, T, N, P), targets (B, T) bool ->
-    (inputs (B, T, N, P), masked (B, T, N) bool)."""
+    """Mask and corrupt target tokens, and corrupt a share r ~ U(0, context_corrupt_max) of
+    context tokens. tokens (B, T, N, P), targets (B, T) bool -> (inputs (B, T, N, P), masked
+    (B, T, N) bool)."""
     b, t, n, _ = tokens.shape
     device = tokens.device
     is_target = targets[:, :, None].expand(b, t, n).reshape(b, t * n)
@@ -73,6 +80,8 @@ def mask_tokens(
     share = torch.rand(b, 1, generator=generator, device=device) * corrupt_max
     corrupt = (torch.rand(b, t * n, generator=generator, device=device) < share) & is_target
     corrupt &= ~masked
+    share = torch.rand(b, 1, generator=generator, device=device) * context_corrupt_max
+    corrupt |= (torch.rand(b, t * n, generator=generator, device=device) < share) & ~is_target
     flat = tokens.reshape(b * t * n, -1)
     donors = torch.randint(0, b * t * n, (b, t * n), generator=generator, device=device)
     inputs = torch.where(corrupt[..., None], flat[donors], tokens.reshape(b, t * n, -1))
@@ -103,7 +112,9 @@ def masked_video_loss(
     probs = torch.tensor([c.p_future, c.p_joint, c.p_single], device=device)
     objectives = torch.multinomial(probs / probs.sum(), b, replacement=True, generator=generator)
     targets = target_frames(objectives, t, generator)
-    inputs, masked = mask_tokens(tokens, targets, model.mask_id, c.corrupt_max, generator)
+    inputs, masked = mask_tokens(
+        tokens, targets, model.mask_id, c.corrupt_max, generator, c.context_corrupt_max
+    )
     keep = torch.rand(b, t, generator=generator, device=device) >= c.action_dropout
     labeled = labeled.bool() & keep & (objectives != SINGLE)[:, None]
     start = int(torch.randint(0, c.max_frames - t + 1, (1,), generator=generator, device=device))

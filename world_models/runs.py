@@ -64,3 +64,27 @@ def prepare_run(run_dir: str | os.PathLike, settings: dict[str, Any], resume: bo
         )
     write_json(recorded, settings)
     return settings
+
+
+def model_from_run(run_dir: str | os.PathLike, name: str) -> Any:
+    """The model `name` ("tokenizer", "dynamics", ...) of a training run, with the weights of
+    its latest checkpoint: lets a run that was stopped early be evaluated or exported."""
+    from world_models.checkpoint import CheckpointError, load_tensors
+    from world_models.model_io import build_model
+
+    run_dir = Path(run_dir)
+    folder = latest_checkpoint(run_dir)
+    if folder is None:
+        raise CheckpointError(f"{run_dir} has no checkpoint yet")
+    model = build_model(read_json(run_dir / "run.json")["model"])
+    prefix = f"{name}."
+    tensors = {
+        k[len(prefix) :]: v
+        for k, v in load_tensors(folder / "model.safetensors").items()
+        if k.startswith(prefix)
+    }
+    missing = sorted(set(model.state_dict()) - set(tensors))
+    if missing:
+        raise CheckpointError(f"{folder} holds no complete {name!r} model (missing {missing[:3]})")
+    model.load_state_dict(tensors)
+    return model.eval()

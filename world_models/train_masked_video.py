@@ -124,6 +124,19 @@ def _contexts(view: Any, settings: dict, config: MaskedVideoConfig) -> dict[str,
     return contexts
 
 
+def _load_initial_weights(model: MaskedVideoModel, path: str) -> None:
+    from world_models.video_prediction import load_masked_video
+
+    source = load_masked_video(path)
+    try:
+        model.load_state_dict(source.state_dict())
+    except RuntimeError as err:
+        raise ValueError(
+            f"--init-from {path}: its architecture differs from this run's model; keep the "
+            f"architecture settings (dim, depth, patch_size, ...) the same ({err})"
+        ) from err
+
+
 def _check_lengths(settings: dict[str, Any]) -> None:
     seq_len, max_frames = settings["train"]["seq_len"], settings["model"]["config"]["max_frames"]
     if seq_len > max_frames:
@@ -144,12 +157,16 @@ def train_masked_video(
     horizon: int = 200,
     max_speed: float = 3.0,
     speed: tuple[float, float] = (1.0, 2.0),
+    init_from: str | os.PathLike | None = None,
     resume: bool = False,
 ) -> Path:
     """Train (or resume) the masked video model; returns the path of the exported bundle.
 
     dataset: "generated" (fresh Moving MNIST train-digit sequences; `max_speed` and `speed` as
     in `generate_sequences`) or a Minari dataset id (held-out episodes by `holdout`).
+    init_from: a masked video model or bundle folder whose weights start this run (same
+    architecture; training settings such as the objective mix may differ), with a fresh
+    optimizer and schedule.
     """
     run_dir = Path(run_dir)
     if dataset == GENERATED:
@@ -167,6 +184,7 @@ def train_masked_video(
         "context_length": context_length,
         "horizon": horizon,
         "data": {"max_speed": max_speed, "speed": list(speed)},
+        "init_from": None if init_from is None else str(init_from),
         "train": dataclasses.asdict(train or TrainConfig()),
         "model": default_masked_video_spec(action_space, model_overrides or {}),
     }
@@ -175,6 +193,8 @@ def train_masked_video(
     _check_lengths(settings)
     model = build_model(settings["model"])
     config = model.config
+    if settings["init_from"] and not resume:
+        _load_initial_weights(model, settings["init_from"])
     view = None
     if full is None:
         data = settings["data"]

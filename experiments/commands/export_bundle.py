@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 NAME = "export-bundle"
 HELP = "Pack a trained tokenizer + dynamics model + real start contexts into a bundle folder."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tokenizer", required=True, help="tokenizer folder")
-    parser.add_argument("--dynamics", required=True, help="dynamics folder")
+    parser.add_argument(
+        "--tokenizer", required=True, help="tokenizer folder, or a train-tokenizer run folder"
+    )
+    parser.add_argument(
+        "--dynamics",
+        required=True,
+        help="dynamics folder, or a train-dynamics run folder (its latest checkpoint is used)",
+    )
     parser.add_argument("--dataset", required=True, help="dataset to take start contexts from")
     parser.add_argument("--data-dir", help="Minari datasets root (default: MINARI_DATASETS_PATH)")
     parser.add_argument("--out", required=True, help="bundle folder to write")
@@ -24,6 +31,10 @@ def run(args: argparse.Namespace) -> int:
     from data_collection.sequence_view import SequenceView
     from world_models.bundle import save_bundle, start_contexts
     from world_models.model_io import load_model
+    from world_models.runs import model_from_run
+
+    def load(path: str, name: str):
+        return model_from_run(path, name) if Path(path, "run.json").is_file() else load_model(path)
 
     view = SequenceView(args.dataset, data_dir=args.data_dir)
     path = save_bundle(
@@ -31,7 +42,10 @@ def run(args: argparse.Namespace) -> int:
         env_id=view.env_id,
         observation_space=view.observation_space,
         action_space=view.action_space,
-        models={"tokenizer": load_model(args.tokenizer), "dynamics": load_model(args.dynamics)},
+        models={
+            "tokenizer": load(args.tokenizer, "tokenizer"),
+            "dynamics": load(args.dynamics, "dynamics"),
+        },
         contexts=start_contexts(view, args.contexts, args.context_length),
         sampling={"num_steps": args.num_steps},
         horizon=args.horizon,

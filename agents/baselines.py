@@ -1,0 +1,171 @@
+"""Stable-Baselines3 baselines (PPO, A2C, DQN) in dream envs and in real envs.
+
+Dream ids (`Dream-...`) are stepped as one batched `DreamSB3VecEnv` (no subprocesses); real ids
+as a `DummyVecEnv` of monitored envs. Settings per env id come from
+`experiments/configs/agents.json`. With `eval_env`, the agent is scored in that real env every
+`eval_every` steps, and the training return and the real return go on one TensorBoard chart
+("return"), so the gap between imagined and real return is a curve.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+CONFIG_PATH = Path(__file__).resolve().parents[1] / "experiments" / "configs" / "agents.json"
+ALGOS = ("ppo", "a2c", "dqn")
+
+
+def is_dream(env_id: str) -> bool:
+    return env_id.split(":")[-1].startswith("Dream")
+
+
+def agent_settings(env_id: str, algo: str, path: str | os.PathLike = CONFIG_PATH) -> dict:
+    """{"steps", "num_envs", "kwargs"} for an env id (following "same_as"), else "default"."""
+    table = json.loads(Path(path).read_text())
+    key = env_id.split(":")[-1]
+    entry = table.get(key, table["default"])
+    while "same_as" in entry:
+        entry = table[entry["same_as"]]
+    default = table["default"]
+    return {
+        "steps": entry.get("steps", default["steps"]),
+        "num_envs": entry.get("num_envs", default["num_envs"]),
+        "kwargs": dict(entry.get(algo, default[algo])),
+    }
+
+
+def make_vec_env(
+    env_id: str,
+    num_envs: int,
+    bundle: str | os.PathLike | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+) -> Any:
+    """An SB3 VecEnv: a batched dream env for dream ids, else monitored real envs."""
+    from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
+    from stable_baselines3.common.vec_env import VecMonitor
+
+    import envs  # noqa: F401  (registers dreamgym ids)
+
+    if is_dream(env_id):
+        from envs.dream_vector import DreamSB3VecEnv
+
+        bundle = bundle or gym.spec(env_id).kwargs.get("bundle")
+        venv = DreamSB3VecEnv(num_envs, bundle=bundle, device=device)
+        venv.seed(seed)
+        return VecMonitor(venv)
+    if bundle is not None:
+        raise ValueError(f"--bundle only applies to dream envs, not {env_id}")
+    return sb3_make_vec_env(env_id, n_envs=num_envs, seed=seed)
+
+
+def build_model(
+    algo: str, venv: Any, kwargs: dict, tensorboard: str | None, device: str, seed: int
+):
+    """An SB3 model for `venv`; DQN only for Discrete actions."""
+    import stable_baselines3
+
+    algo = algo.lower()
+    if algo not in ALGOS:
+        raise ValueError(f"algo must be one of {ALGOS}, got {algo!r}")
+    if algo == "dqn" and not isinstance(venv.action_space, spaces.Discrete):
+        raise ValueError(
+            f"DQN needs Discrete actions; this env has {venv.action_space}: use ppo/a2c"
+        )
+    obs = venv.observation_space
+    image = isinstance(obs, spaces.Box) and obs.dtype == np.uint8 and len(obs.shape) == 3
+    policy = "CnnPolicy" if image else "MlpPolicy"
+    cls = getattr(stable_baselines3, algo.upper())
+    return cls(
+        policy, venv, tensorboard_log=tensorboard, device=device, seed=seed, verbose=0, **kwargs
+    )
+
+
+def real_eval_callback(eval_env: str, every: int, episodes: int, log_dir: Path):
+    """SB3 callback: every `every` steps score the agent in `eval_env` and write
+    `return/{train,real}` to one TensorBoard chart."""
+    from stable_baselines3.common.callbacks import BaseCallback
+    from torch.utils.tensorboard import SummaryWriter
+
+    from agents.evaluation import evaluate_policy
+    from experiments.policy_loading import SB3Policy
+
+    class RealEval(BaseCallback):
+        def _on_training_start(self) -> None:
+            self.writer = SummaryWriter(str(log_dir))
+            self.next_eval = every
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps >= self.next_eval:
+                self.next_eval += every
+                real = evaluate_policy(SB3Policy(self.model), eval_env, episodes, progress=False)[
+                    "mean_return"
+                ]
+                buf = self.model.ep_info_buffer
+                scalars = {"real": real}
+                if buf:
+                    scalars["train"] = float(np.mean([e["r"] for e in buf]))
+                self.writer.add_scalars("return", scalars, self.num_timesteps)
+                self.logger.record("eval/real_return", real)
+            return True
+
+        def _on_training_end(self) -> None:
+            self.writer.close()
+
+    return RealEval()
+
+
+def train_sb3(
+    algo: str,
+    env_id: str,
+    run_dir: str | os.PathLike,
+    steps: int | None = None,
+    bundle: str | os.PathLike | None = None,
+    num_envs: int | None = None,
+    eval_env: str | None = None,
+    eval_every: int = 0,
+    eval_episodes: int = 10,
+    device: str = "cpu",
+    overrides: dict[str, Any] | None = None,
+    seed: int = 0,
+    config_path: str | os.PathLike = CONFIG_PATH,
+) -> Path:
+    """Train an SB3 agent in `env_id` (dream or real); saves and returns `run_dir/ALGO.zip`."""
+    from world_models.checkpoint import write_json
+
+    run_dir = Path(run_dir)
+    settings = agent_settings(env_id, algo.lower(), config_path)
+    kwargs = {**settings["kwargs"], **(overrides or {})}
+    steps = steps or settings["steps"]
+    num_envs = num_envs or settings["num_envs"]
+    venv = make_vec_env(env_id, num_envs, bundle, device, seed)
+    model = build_model(algo, venv, kwargs, str(run_dir / "tensorboard"), device, seed)
+    callback = None
+    if eval_env and eval_every > 0:
+        if is_dream(eval_env):
+            raise ValueError(f"--eval-env must be a real env, got {eval_env}")
+        callback = real_eval_callback(eval_env, eval_every, eval_episodes, run_dir / "tensorboard")
+    write_json(
+        run_dir / "run.json",
+        {
+            "algo": algo,
+            "env": env_id,
+            "bundle": str(bundle) if bundle else None,
+            "steps": steps,
+            "num_envs": num_envs,
+            "kwargs": kwargs,
+            "seed": seed,
+        },
+    )
+    model.learn(total_timesteps=steps, callback=callback, progress_bar=False)
+    path = run_dir / f"{algo.lower()}.zip"
+    model.save(str(path))
+    venv.close()
+    return path

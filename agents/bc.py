@@ -1,0 +1,107 @@
+"""Behaviour cloning of a diffusion policy on a Minari dataset, with the shared `Trainer`.
+
+Training pairs come from `SequenceView` windows. With Dreamer's alignment `action[t]` led TO
+`obs[t]`, so the chunk of actions taken at `obs[t]` is `action[t + 1 : t + 1 + H]`. A window of
+m <= H + 1 steps starting at `obs[t]` gives m - 1 actions; the rest of the chunk is padding
+(always masked, never in the loss). Most windows are full (H + 1 steps); the others have a
+random shorter length, so states near an episode's end, where no full window fits, are
+trained on too. Unlabeled actions are padding as well.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from agents.diffusion_policy import DiffusionPolicy, DiffusionPolicyConfig, save_policy
+from agents.obs_encoders import obs_spec
+from data_collection.sequence_view import SequenceView
+from world_models.action_encoder import space_to_spec
+from world_models.trainer import TrainConfig, Trainer
+
+FULL_WINDOW_PROB = 0.5
+
+
+class ChunkSampler:
+    """`sampler(batch_size, seq_len, rng)` for the Trainer: obs (B, *obs_shape) uint8,
+    tokens (B, L) int64, valid (B, L) bool (`seq_len` is ignored: windows are H + 1 long)."""
+
+    def __init__(self, view: SequenceView, policy: DiffusionPolicy) -> None:
+        self.view = view
+        self.tokenizer = policy.tokenizer
+        self.horizon = policy.config.horizon
+        self.max_window = next((m for m in range(self.horizon + 1, 1, -1) if _fits(view, m)), 0)
+        if self.max_window < 2:
+            raise ValueError(f"dataset {view.dataset_id!r} has no episode with an action")
+
+    def __call__(self, batch_size: int, seq_len: int, rng: np.random.Generator) -> dict:
+        h, dims = self.horizon, self.tokenizer.dims
+        full = rng.random(batch_size) < FULL_WINDOW_PROB
+        lengths = np.where(full, self.max_window, rng.integers(2, self.max_window + 1, batch_size))
+        obs = np.zeros((batch_size, *self.view.observation_space.shape), np.uint8)
+        tokens = np.zeros((batch_size, h, dims), np.int64)
+        valid = np.zeros((batch_size, h, dims), bool)
+        for m in np.unique(lengths):
+            rows = np.flatnonzero(lengths == m)
+            win = self.view.sample(len(rows), int(m), rng)
+            obs[rows] = win["obs"][:, 0]
+            tokens[rows, : m - 1] = self.tokenizer.encode(win["action"][:, 1:])
+            valid[rows, : m - 1] = win["labeled"][:, 1:, None]
+        tokens[~valid] = 0
+        return {
+            "obs": obs,
+            "tokens": tokens.reshape(batch_size, -1),
+            "valid": valid.reshape(batch_size, -1),
+        }
+
+
+def _fits(view: SequenceView, seq_len: int) -> bool:
+    try:
+        view.valid_starts(seq_len)
+    except ValueError:
+        return False
+    return True
+
+
+class BCObjective(nn.Module):
+    """The Trainer's objective: the MDLM loss of the policy on expert chunks."""
+
+    def __init__(self, policy: DiffusionPolicy) -> None:
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.policy.loss(batch["obs"], batch["tokens"], batch["valid"])
+
+
+def policy_config_for(view: SequenceView, **overrides: Any) -> DiffusionPolicyConfig:
+    """A policy config matching a dataset's observation and action spaces."""
+    return DiffusionPolicyConfig(
+        obs_spec=obs_spec(view.observation_space),
+        action_spec=space_to_spec(view.action_space),
+        **overrides,
+    )
+
+
+def train_bc(
+    dataset_id: str,
+    run_dir: str | os.PathLike,
+    cfg: TrainConfig,
+    data_dir: str | os.PathLike | None = None,
+    overrides: dict[str, Any] | None = None,
+    resume: bool = False,
+) -> tuple[DiffusionPolicy, Path]:
+    """Train a diffusion policy by BC; saves it to `run_dir/policy/` -> (policy, that folder)."""
+    view = SequenceView(dataset_id, data_dir)
+    policy = DiffusionPolicy(policy_config_for(view, **(overrides or {})))
+    trainer = Trainer(BCObjective(policy), ChunkSampler(view, policy), cfg, run_dir)
+    if resume and not trainer.resume():
+        raise FileNotFoundError(f"--resume: no checkpoint in {run_dir}")
+    trainer.fit()
+    policy = policy.cpu().eval()
+    return policy, save_policy(policy, Path(run_dir) / "policy")

@@ -1,0 +1,291 @@
+"""Improving a diffusion policy in imagination (Dreamer 4's agent phase, on a dream env).
+
+Each iteration rolls the policy out in a `DreamVectorEnv` (receding horizon: a chunk is sampled
+with temperature, its first `execute` actions run, then the policy replans), learns a value
+function on the imagined rewards by TD(lambda), and updates the policy by PMPO: the MDLM loss of
+a chunk (a bound on -log pi) is lowered for chunks with positive advantage and raised for
+negative ones (weights alpha and 1 - alpha, only the sign of the advantage is used), plus
+beta times the reverse KL from the policy's token distributions to those of the frozen BC
+policy at the same masked inputs. Only the actions a chunk actually executed are in its loss.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from agents.diffusion_policy import DiffusionPolicy, load_diffusion_policy, save_policy
+from agents.obs_encoders import make_encoder
+from world_models.checkpoint import write_json
+
+
+@dataclass
+class ImaginationConfig:
+    num_envs: int = 16
+    rollout_steps: int = 32  # imagined steps per env per iteration
+    gamma: float = 0.99
+    lam: float = 0.95
+    alpha: float = 0.5  # PMPO weight of positive advantages (1 - alpha: negative)
+    beta: float = 0.3  # weight of the reverse KL to the BC prior
+    lr: float = 3e-5
+    value_lr: float = 3e-4
+    value_dim: int = 64
+    temperature: float = 1.0
+
+
+class ValueNet(nn.Module):
+    """V(obs): observation tokens, mean-pooled, through an MLP -> (B,)."""
+
+    def __init__(self, obs_spec: dict[str, Any], dim: int) -> None:
+        super().__init__()
+        self.encoder = make_encoder(obs_spec, dim)
+        self.head = nn.Sequential(
+            nn.LayerNorm(dim), nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, 1)
+        )
+
+    def forward(self, obs: Any) -> torch.Tensor:
+        return self.head(self.encoder(obs).mean(1)).squeeze(-1)
+
+
+def lambda_returns(
+    rewards: np.ndarray,
+    next_values: np.ndarray,
+    terminated: np.ndarray,
+    done: np.ndarray,
+    gamma: float,
+    lam: float,
+) -> np.ndarray:
+    """TD(lambda) targets (T, N). `next_values[t]` is V of the observation after step t (the
+    final one when the episode ended there); the return is cut where an episode ended (done)
+    and not bootstrapped where it terminated."""
+    steps = len(rewards)
+    out = np.zeros_like(rewards)
+    following = next_values[-1]
+    for t in range(steps - 1, -1, -1):
+        ahead = np.where(done[t] | (t == steps - 1), next_values[t], following)
+        mixed = (1 - lam) * next_values[t] + lam * ahead
+        out[t] = rewards[t] + gamma * (1 - terminated[t]) * mixed
+        following = out[t]
+    return out
+
+
+def reverse_kl(logp: torch.Tensor, prior_logp: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+    """Mean over `where` positions of KL(p || prior) of token distributions (B, L, V + 1)."""
+    p = logp.exp()
+    terms = torch.where(p > 0, p * (logp - prior_logp), torch.zeros_like(p)).sum(-1)
+    return (terms * where).sum() / where.sum().clamp(min=1)
+
+
+class Imagination:
+    """PMPO improvement of `policy` in the batched dream env `venv` (SAME_STEP autoreset)."""
+
+    def __init__(self, policy: DiffusionPolicy, venv: Any, cfg: ImaginationConfig, device="cpu"):
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.policy = policy.to(self.device).train()
+        self.prior = copy.deepcopy(policy).eval().requires_grad_(False)
+        self.value = ValueNet(policy.config.obs_spec, cfg.value_dim).to(self.device)
+        self.opt = torch.optim.AdamW(self.policy.parameters(), lr=cfg.lr, weight_decay=0.0)
+        self.value_opt = torch.optim.AdamW(self.value.parameters(), lr=cfg.value_lr)
+        self.venv = venv
+        self.obs, _ = venv.reset(seed=0)
+        self.generator = torch.Generator(device=self.device).manual_seed(0)
+        n, execute = venv.num_envs, policy.config.execute
+        self.plan = np.zeros(
+            (n, execute, *venv.single_action_space.shape), venv.single_action_space.dtype
+        )
+        self.used = np.full(n, execute)  # actions of the current chunk already executed
+        self.episode_return = np.zeros(n)
+
+    def _tensor(self, obs: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(obs, device=self.device)
+
+    def rollout(self) -> dict[str, Any]:
+        """Imagine `rollout_steps` steps in every env; -> arrays for `update`."""
+        cfg, execute, dims = self.cfg, self.policy.config.execute, self.policy.tokenizer.dims
+        obs_list, rewards, terminated, done, next_obs = [], [], [], [], []
+        decisions: list[dict[str, Any]] = []
+        current: dict[int, dict[str, Any]] = {}
+        finished: list[float] = []
+        self.policy.eval()
+        for t in range(cfg.rollout_steps):
+            replan = np.flatnonzero(self.used >= execute)
+            if len(replan):
+                tokens = self.policy.sample(
+                    self._tensor(self.obs[replan]), cfg.temperature, generator=self.generator
+                )
+                self.plan[replan] = self.policy.chunk_actions(tokens)[:, :execute]
+                self.used[replan] = 0
+                for j, i in enumerate(replan):
+                    current[i] = {
+                        "t": t,
+                        "env": i,
+                        "obs": self.obs[i].copy(),
+                        "tokens": tokens[j].cpu(),
+                        "executed": 0,
+                    }
+                    decisions.append(current[i])
+            actions = self.plan[np.arange(len(self.used)), self.used]
+            obs, reward, term, trunc, info = self.venv.step(actions)
+            self.used += 1
+            ended = term | trunc
+            after = obs.copy()
+            for i in np.flatnonzero(ended):
+                after[i] = info["final_obs"][i]
+            for i in range(len(self.used)):
+                current[i]["executed"] += 1
+            self.episode_return += reward
+            for i in np.flatnonzero(ended):
+                finished.append(float(self.episode_return[i]))
+                self.episode_return[i] = 0.0
+                self.used[i] = execute
+            obs_list.append(self.obs)
+            rewards.append(reward)
+            terminated.append(term)
+            done.append(ended)
+            next_obs.append(after)
+            self.obs = obs
+        self.policy.train()
+        return {
+            "obs": np.stack(obs_list),
+            "next_obs": np.stack(next_obs),
+            "reward": np.stack(rewards).astype(np.float32),
+            "terminated": np.stack(terminated),
+            "done": np.stack(done),
+            "decisions": decisions,
+            "finished": finished,
+            "valid_tokens": dims,
+        }
+
+    def _values(self, obs: np.ndarray) -> torch.Tensor:
+        steps, n = obs.shape[:2]
+        return self.value(self._tensor(obs.reshape(steps * n, *obs.shape[2:]))).reshape(steps, n)
+
+    def update(self, data: dict[str, Any]) -> dict[str, float]:
+        """One value step (TD(lambda) targets) and one PMPO policy step on a rollout."""
+        cfg = self.cfg
+        with torch.no_grad():
+            next_v = self._values(data["next_obs"]).cpu().numpy()
+        targets = lambda_returns(
+            data["reward"],
+            next_v,
+            data["terminated"].astype(np.float32),
+            data["done"],
+            cfg.gamma,
+            cfg.lam,
+        )
+        values = self._values(data["obs"])
+        value_loss = (values - torch.as_tensor(targets, device=self.device)).pow(2).mean()
+        self.value_opt.zero_grad(set_to_none=True)
+        value_loss.backward()
+        self.value_opt.step()
+
+        dec = data["decisions"]
+        adv = np.array([targets[d["t"], d["env"]] - values[d["t"], d["env"]].item() for d in dec])
+        x0 = torch.stack([d["tokens"] for d in dec]).to(self.device)  # (B, L)
+        executed = torch.as_tensor([d["executed"] * data["valid_tokens"] for d in dec])
+        valid = torch.arange(x0.shape[1])[None] < executed[:, None]
+        obs = self._tensor(np.stack([d["obs"] for d in dec]))
+        out = self.policy.token_nll(obs, x0, valid.to(self.device))
+        prior_logp = self.prior.log_probs(self.prior.encode(obs), out["x_t"], out["t"])
+        kl = reverse_kl(out["logp"], prior_logp, out["target"])
+        pos = torch.as_tensor(adv > 0, device=self.device)
+        neg = torch.as_tensor(adv < 0, device=self.device)
+        nll = out["nll"] / valid.sum(-1).clamp(min=1).to(self.device)
+        pmpo = cfg.alpha * _masked_mean(nll, pos) - (1 - cfg.alpha) * _masked_mean(nll, neg)
+        loss = pmpo + cfg.beta * kl
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.policy.parameters(), 1.0)
+        self.opt.step()
+        finished = data["finished"]
+        return {
+            "value_loss": value_loss.item(),
+            "kl": kl.item(),
+            "pmpo": pmpo.item(),
+            "positive_fraction": float(np.mean(adv > 0)),
+            "imagined_reward_per_step": float(data["reward"].mean()),
+            **({"imagined_return": float(np.mean(finished))} if finished else {}),
+        }
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (x * mask).sum() / mask.sum().clamp(min=1)
+
+
+def improve_in_dream(
+    init: str | os.PathLike,
+    env_id: str,
+    run_dir: str | os.PathLike,
+    steps: int = 100,
+    bundle: str | os.PathLike | None = None,
+    num_envs: int | None = None,
+    eval_env: str | None = None,
+    eval_every: int = 0,
+    eval_episodes: int = 10,
+    device: str = "cpu",
+    overrides: dict[str, Any] | None = None,
+) -> Path:
+    """Run `steps` imagination iterations from the BC policy in `init`; the improved policy is
+    saved to `run_dir/policy/`. TensorBoard chart "return": imagined and real returns."""
+    import gymnasium as gym
+    from gymnasium.vector import AutoresetMode
+    from torch.utils.tensorboard import SummaryWriter
+
+    import envs  # noqa: F401  (registers dreamgym ids)
+    from agents.diffusion_policy import DiffusionAgent
+    from agents.evaluation import evaluate_policy
+    from envs.dream_vector import DreamVectorEnv
+
+    if not env_id.split(":")[-1].startswith("Dream"):
+        raise ValueError(f"imagination training needs a dream env id (Dream-...), got {env_id}")
+    known = {f.name for f in fields(ImaginationConfig)}
+    unknown = sorted(set(overrides or {}) - known)
+    if unknown:
+        raise ValueError(f"unknown setting(s) {unknown} for imagination; known: {sorted(known)}")
+    cfg = ImaginationConfig(**(overrides or {}))
+    if num_envs:
+        cfg.num_envs = num_envs
+    policy = load_diffusion_policy(init, device)
+    bundle = bundle or gym.spec(env_id).kwargs.get("bundle")
+    venv = DreamVectorEnv(
+        cfg.num_envs, bundle=bundle, device=device, autoreset_mode=AutoresetMode.SAME_STEP
+    )
+    loop = Imagination(policy, venv, cfg, device)
+    run_dir = Path(run_dir)
+    write_json(
+        run_dir / "run.json",
+        {
+            "init": str(init),
+            "env": env_id,
+            "steps": steps,
+            "bundle": str(bundle),
+            "config": asdict(cfg),
+        },
+    )
+    writer = SummaryWriter(str(run_dir / "tensorboard"))
+    try:
+        for it in tqdm(range(1, steps + 1), desc="imagination"):
+            metrics = loop.update(loop.rollout())
+            for key, value in metrics.items():
+                writer.add_scalar(f"imagination/{key}", value, it)
+            scalars = {"dream": metrics["imagined_return"]} if "imagined_return" in metrics else {}
+            if eval_env and eval_every > 0 and it % eval_every == 0:
+                agent = DiffusionAgent(copy.deepcopy(loop.policy).eval(), device=device)
+                scalars["real"] = evaluate_policy(agent, eval_env, eval_episodes, progress=False)[
+                    "mean_return"
+                ]
+            if scalars:
+                writer.add_scalars("return", scalars, it)
+    finally:
+        writer.close()
+        venv.close()
+    return save_policy(loop.policy.cpu().eval(), run_dir / "policy")

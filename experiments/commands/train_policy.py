@@ -1,0 +1,84 @@
+"""`dreamgym train-policy`: a diffusion policy (BC, then imagination) or an SB3 baseline."""
+
+from __future__ import annotations
+
+import argparse
+
+from experiments.train_args import add_train_arguments, train_config_from_args
+
+NAME = "train-policy"
+HELP = "Train a policy: diffusion (BC on a dataset, or improved in a dream env) or SB3 PPO/A2C/DQN"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--algo", required=True, choices=("diffusion", "ppo", "a2c", "dqn"))
+    parser.add_argument(
+        "--env",
+        required=True,
+        help="env id to train in: a real id, or a dream id (Dream-...) to train in imagination",
+    )
+    parser.add_argument(
+        "--dataset", help="diffusion: Minari dataset id of expert episodes for behaviour cloning"
+    )
+    parser.add_argument(
+        "--init", help="diffusion in a dream env: folder of the BC policy to improve (the anchor)"
+    )
+    parser.add_argument("--bundle", help="world-model bundle folder for a dream env")
+    parser.add_argument("--num-envs", type=int, help="parallel envs (default: from the config)")
+    parser.add_argument("--eval-env", help="real env id scored every --eval-every steps")
+    parser.add_argument("--eval-every", type=int, default=0, help="steps between real evals")
+    parser.add_argument("--eval-episodes", type=int, default=10, help="episodes per real eval")
+    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    add_train_arguments(parser, experiment="policy")
+
+
+def run(args: argparse.Namespace) -> int:
+    run_dir, train, overrides = train_config_from_args(args)
+    if args.algo == "diffusion":
+        if args.dataset:
+            from agents.bc import train_bc
+
+            _, folder = train_bc(
+                args.dataset, run_dir, train, args.data_dir, overrides, resume=args.resume
+            )
+        elif args.init:
+            from agents.imagination import improve_in_dream
+
+            folder = improve_in_dream(
+                args.init,
+                args.env,
+                run_dir,
+                steps=train.steps,
+                bundle=args.bundle,
+                num_envs=args.num_envs,
+                eval_env=args.eval_env,
+                eval_every=args.eval_every,
+                eval_episodes=args.eval_episodes,
+                device=args.device,
+                overrides=overrides,
+            )
+        else:
+            raise ValueError(
+                "--algo diffusion needs --dataset (behaviour cloning) or --init POLICY_DIR "
+                "(improvement in the dream env --env)"
+            )
+        print(f"diffusion policy: {folder}  (evaluate with --policy diffusion:{folder})")
+        return 0
+    from agents.baselines import train_sb3
+
+    path = train_sb3(
+        args.algo,
+        args.env,
+        run_dir,
+        steps=args.steps,
+        bundle=args.bundle,
+        num_envs=args.num_envs,
+        eval_env=args.eval_env,
+        eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes,
+        device=args.device,
+        overrides=overrides,
+        seed=train.seed,
+    )
+    print(f"{args.algo} agent: {path}  (evaluate with --policy {args.algo}:{path})")
+    return 0

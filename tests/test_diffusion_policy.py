@@ -1,0 +1,180 @@
+"""Masked diffusion policy: action tokens, SUBS, the unmasking sampler, and BC overfitting."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from agents.bc import ChunkSampler, train_bc
+from agents.diffusion_policy import (
+    ActionTokenizer,
+    DiffusionAgent,
+    DiffusionPolicy,
+    DiffusionPolicyConfig,
+    load_diffusion_policy,
+)
+from agents.obs_encoders import obs_spec
+from data_collection.recording import collect
+from data_collection.sequence_view import SequenceView
+from world_models.action_encoder import space_to_spec
+from world_models.trainer import TrainConfig
+
+IMAGE = spaces.Box(0, 255, (16, 16, 3), np.uint8)
+
+
+def tiny_policy(action_space, horizon: int = 4, **kw) -> DiffusionPolicy:
+    torch.manual_seed(0)
+    cfg = DiffusionPolicyConfig(
+        obs_spec=obs_spec(IMAGE),
+        action_spec=space_to_spec(action_space),
+        horizon=horizon,
+        dim=32,
+        depth=2,
+        num_heads=2,
+        steps=4,
+        **kw,
+    )
+    return DiffusionPolicy(cfg)
+
+
+@pytest.mark.parametrize(
+    "space",
+    [
+        spaces.Discrete(7),
+        spaces.Discrete(5, start=-2),
+        spaces.MultiDiscrete([21, 21, 2, 2, 2, 2, 2]),
+        spaces.Box(-1.0, 1.0, (2,), np.float32),
+        spaces.Box(np.array([0.0, -3.0]), np.array([1.0, 5.0]), dtype=np.float32),
+    ],
+)
+def test_tokenizer_round_trip(space):
+    tok = ActionTokenizer(space, bins=21)
+    space.seed(0)
+    actions = np.stack([space.sample() for _ in range(50)])  # (50, *shape)
+    tokens = tok.encode(actions)
+    assert tokens.shape == (50, tok.dims)
+    assert (tokens >= 0).all() and (tokens < np.array(tok.sizes)).all()
+    back = tok.decode(tokens)
+    assert back.shape == actions.shape
+    if isinstance(space, spaces.Box):
+        width = (space.high - space.low) / 20  # bin spacing
+        assert np.all(np.abs(back - actions) <= width / 2 + 1e-6)
+        assert np.array_equal(tok.encode(back), tokens)  # bin centres are fixed points
+        assert space.contains(back[0])
+    else:
+        assert np.array_equal(back, actions)
+
+
+def test_box_without_bounds_is_rejected():
+    with pytest.raises(ValueError, match="finite bounds"):
+        ActionTokenizer(spaces.Box(-np.inf, np.inf, (2,), np.float32))
+
+
+def test_subs_mask_never_predicted_and_unmasked_copied():
+    policy = tiny_policy(spaces.MultiDiscrete([3, 5]))  # L = 4 * 2, V = 5, mask id 5
+    with torch.no_grad():  # random weights everywhere, so the test is not trivially zeros
+        for p in policy.parameters():
+            p.normal_(0, 0.2)
+    obs = torch.randint(0, 256, (3, 16, 16, 3), dtype=torch.uint8)
+    x = torch.full((3, policy.length), policy.mask_id)
+    x[:, ::3] = torch.tensor([0, 1, 2])[:, None].expand(3, -1)[:, : x[:, ::3].shape[1]]
+    logp = policy.log_probs(policy.encode(obs), x, torch.full((3,), 0.5))
+    assert torch.isneginf(logp[..., policy.mask_id]).all()
+    unmasked = x != policy.mask_id
+    assert torch.equal(logp[unmasked].argmax(-1), x[unmasked])
+    assert torch.allclose(logp[unmasked].exp().max(-1).values, torch.ones(()))
+    # dimension 0 has 3 values: tokens 3 and 4 are impossible there
+    assert torch.isneginf(logp[:, 0::2, 3:5]).all()
+    probs = logp[~unmasked].exp()
+    assert torch.allclose(probs.sum(-1), torch.ones(()), atol=1e-5)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_sampler_never_changes_decoded_tokens(temperature):
+    policy = tiny_policy(spaces.MultiDiscrete([4, 3]), horizon=5)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.normal_(0, 0.2)
+    trace: list[torch.Tensor] = []
+    obs = torch.randint(0, 256, (4, 16, 16, 3), dtype=torch.uint8)
+    out = policy.sample(obs, temperature, generator=torch.Generator().manual_seed(1), trace=trace)
+    assert len(trace) == policy.config.steps
+    masked_counts = [int((x == policy.mask_id).sum(-1).max()) for x in trace]
+    assert masked_counts[-1] == 0 and masked_counts == sorted(masked_counts, reverse=True)
+    for before, after in zip(trace[:-1], trace[1:], strict=True):
+        decoded = before != policy.mask_id
+        assert torch.equal(after[decoded], before[decoded])
+    assert (out[:, 0::2] < 4).all() and (out[:, 1::2] < 3).all()
+
+
+def test_mdlm_loss_ignores_padding():
+    policy = tiny_policy(spaces.Discrete(7))
+    obs = torch.randint(0, 256, (8, 16, 16, 3), dtype=torch.uint8)
+    x0 = torch.randint(0, 7, (8, policy.length))
+    valid = torch.zeros_like(x0, dtype=torch.bool)
+    valid[:, :2] = True
+    torch.manual_seed(3)
+    loss_a, _ = policy.loss(obs, x0, valid)
+    x0_other = x0.clone()
+    x0_other[:, 2:] = (x0[:, 2:] + 1) % 7  # change only the padded targets
+    torch.manual_seed(3)
+    loss_b, _ = policy.loss(obs, x0_other, valid)
+    assert torch.isfinite(loss_a) and torch.allclose(loss_a, loss_b)
+
+
+@pytest.fixture(scope="module")
+def doorkey_expert(tmp_path_factory):
+    root = tmp_path_factory.mktemp("minari")
+    collect(
+        "MiniGridPixels-DoorKey-8x8-v0",
+        "expert",
+        3,
+        "test/doorkey-expert-v0",
+        data_dir=root,
+        progress=False,
+    )
+    return root
+
+
+def test_bc_overfits_expert_actions(doorkey_expert, tmp_path):
+    cfg = TrainConfig(steps=200, batch_size=32, lr=3e-3, warmup=10, log_every=50, ckpt_every=1000)
+    overrides = dict(horizon=2, dim=32, depth=2, num_heads=2, steps=2, execute=1)
+    policy, folder = train_bc(
+        "test/doorkey-expert-v0", tmp_path / "run", cfg, doorkey_expert, overrides
+    )
+    view = SequenceView("test/doorkey-expert-v0", doorkey_expert)
+    hits = total = 0
+    for i in range(view.num_episodes):
+        ep = view.episode(i)
+        tokens = policy.sample(torch.from_numpy(ep["obs"][:-1]))
+        first = policy.chunk_actions(tokens)[:, 0]  # the action taken at each state
+        hits += int((first == ep["action"][1:]).sum())
+        total += len(first)
+    assert hits / total >= 0.9, f"first-action accuracy {hits / total:.2f}"
+    loaded = load_diffusion_policy(folder)
+    obs = torch.from_numpy(view.episode(0)["obs"][:3])
+    assert torch.equal(loaded.sample(obs), policy.sample(obs))
+    agent = DiffusionAgent(loaded)
+    agent.reset(None, seed=0)
+    assert int(agent.act(view.episode(0)["obs"][0])) == int(view.episode(0)["action"][1])
+
+
+def test_chunk_sampler_alignment_and_padding(doorkey_expert):
+    view = SequenceView("test/doorkey-expert-v0", doorkey_expert)
+    policy = tiny_policy(view.action_space, horizon=6)
+    batch = ChunkSampler(view, policy)(64, 0, np.random.default_rng(0))
+    episodes = [view.episode(i) for i in range(view.num_episodes)]
+    for obs, tokens, valid in zip(batch["obs"], batch["tokens"], batch["valid"], strict=True):
+        assert valid[0] and (np.diff(valid.astype(int)) <= 0).all()  # valid prefix, then padding
+        matches = [
+            (ep, t)
+            for ep in episodes
+            for t in range(len(ep["obs"]))
+            if np.array_equal(ep["obs"][t], obs)
+        ]
+        assert any(
+            np.array_equal(ep["action"][t + 1 : t + 1 + valid.sum()], tokens[valid])
+            for ep, t in matches
+        )
