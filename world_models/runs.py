@@ -88,3 +88,19 @@ def model_from_run(run_dir: str | os.PathLike, name: str) -> Any:
         raise CheckpointError(f"{folder} holds no complete {name!r} model (missing {missing[:3]})")
     model.load_state_dict(tensors)
     return model.eval()
+
+
+def load_trained(path: str | os.PathLike, name: str) -> Any:
+    """A trained model from a model folder, or from a run folder: its exported `name/` when the
+    run finished, else its latest checkpoint."""
+    from world_models.checkpoint import CheckpointError
+    from world_models.model_io import load_model
+
+    path = Path(path)
+    if (path / "config.json").is_file():
+        return load_model(path)
+    if (path / name / "config.json").is_file():
+        return load_model(path / name)
+    if (path / "run.json").is_file():
+        return model_from_run(path, name)
+    raise CheckpointError(f"{path} is neither a model folder nor a training run folder")

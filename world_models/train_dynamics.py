@@ -18,8 +18,8 @@ from torch.utils.tensorboard import SummaryWriter
 from data_collection.sequence_view import SequenceView, split_episodes
 from world_models.action_encoder import space_to_spec
 from world_models.bundle import save_bundle, start_contexts
-from world_models.model_io import build_model, load_model, save_model
-from world_models.runs import apply_overrides, prepare_run
+from world_models.model_io import build_model, save_model
+from world_models.runs import apply_overrides, load_trained, prepare_run
 from world_models.tokenizer import Tokenizer, video_to_float
 from world_models.trainer import Batch, TrainConfig, Trainer
 from world_models.world_model import WorldModel
@@ -90,7 +90,7 @@ def train_dynamics(
 ) -> Path:
     """Train (or resume) the dynamics model; returns the path of the exported bundle."""
     run_dir = Path(run_dir)
-    tokenizer = load_model(tokenizer_path)
+    tokenizer = load_trained(tokenizer_path, "tokenizer")
     full = SequenceView(dataset_id, data_dir=data_dir)
     settings = {
         "dataset_id": dataset_id,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 NAME = "export-bundle"
 HELP = "Pack a trained tokenizer + dynamics model + real start contexts into a bundle folder."
@@ -30,11 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from data_collection.sequence_view import SequenceView
     from world_models.bundle import save_bundle, start_contexts
-    from world_models.model_io import load_model
-    from world_models.runs import model_from_run
-
-    def load(path: str, name: str):
-        return model_from_run(path, name) if Path(path, "run.json").is_file() else load_model(path)
+    from world_models.runs import load_trained
 
     view = SequenceView(args.dataset, data_dir=args.data_dir)
     path = save_bundle(
@@ -43,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
         observation_space=view.observation_space,
         action_space=view.action_space,
         models={
-            "tokenizer": load(args.tokenizer, "tokenizer"),
-            "dynamics": load(args.dynamics, "dynamics"),
+            "tokenizer": load_trained(args.tokenizer, "tokenizer"),
+            "dynamics": load_trained(args.dynamics, "dynamics"),
         },
         contexts=start_contexts(view, args.contexts, args.context_length),
         sampling={"num_steps": args.num_steps},

@@ -13,7 +13,7 @@ HELP = "Train the Dreamer 4-style dynamics model on a dataset through a trained 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="Minari dataset id")
     parser.add_argument(
-        "--tokenizer", required=True, help="tokenizer folder (from train-tokenizer)"
+        "--tokenizer", required=True, help="tokenizer folder, or a train-tokenizer run folder"
     )
     parser.add_argument(
         "--context-length", type=int, default=1, help="real frames in each bundle start context"
