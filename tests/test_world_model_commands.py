@@ -1,0 +1,191 @@
+"""The world-model commands end to end on a tiny dataset: collect -> train-tokenizer ->
+train-dynamics (writes a bundle) -> eval-world-model / export-bundle -> a dream env."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import envs  # noqa: F401
+from data_collection.recording import collect
+from experiments.cli import main
+from world_models.bundle import load_bundle
+from world_models.checkpoint import CheckpointError
+from world_models.runs import load_trained
+
+TINY_TOKENIZER = [
+    "--set",
+    "base_channels=8",
+    "--set",
+    "max_channels=8",
+    "--set",
+    "blocks_per_stage=0",
+]
+TINY_DYNAMICS = [
+    *("--set", "dim=32", "--set", "depth=2", "--set", "num_heads=2", "--set", "num_kv_heads=1"),
+    *("--set", "time_attention_every=2", "--set", "num_registers=1", "--set", "k_max=4"),
+]
+FAST = ["--batch-size", "2", "--seq-len", "4", "--warmup", "1", "--log-every", "1"]
+
+
+def run_cli(*argv: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in argv])
+    assert exit_info.value.code == 0
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("wm")
+    data = root / "data"
+    collect(
+        "MiniGridPixels-Empty-8x8-v0", "noisy", 6, "test/empty-v0", data_dir=data, progress=False
+    )
+    tok, dyn = root / "tok", root / "dyn"
+    run_cli(
+        "train-tokenizer",
+        "--dataset",
+        "test/empty-v0",
+        "--data-dir",
+        data,
+        "--run-dir",
+        tok,
+        "--perceptual",
+        "none",
+        "--steps",
+        "3",
+        *TINY_TOKENIZER,
+        *FAST,
+    )
+    run_cli(
+        "train-dynamics",
+        "--dataset",
+        "test/empty-v0",
+        "--data-dir",
+        data,
+        "--run-dir",
+        dyn,
+        "--tokenizer",
+        tok / "tokenizer",
+        "--steps",
+        "3",
+        "--horizon",
+        "7",
+        *TINY_DYNAMICS,
+        *FAST,
+    )
+    return root, data, tok, dyn
+
+
+def test_training_writes_models_checkpoints_and_a_bundle(trained):
+    _, _, tok, dyn = trained
+    for run in (tok, dyn):
+        assert (run / "checkpoints" / "latest").is_file()
+        assert list((run / "tensorboard").iterdir())
+        assert json.loads((run / "run.json").read_text())["train"]["steps"] == 3
+    bundle = load_bundle(dyn / "bundle")
+    assert bundle.config["env_id"] == "MiniGridPixels-Empty-8x8-v0"
+    assert bundle.config["horizon"] == 7
+    assert bundle.observation_space == gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
+
+
+def test_bundle_serves_a_dream_env_with_the_real_spaces(trained):
+    _, _, _, dyn = trained
+    env = gym.make("Dream-v0", bundle=str(dyn / "bundle"))
+    real = gym.make("MiniGridPixels-Empty-8x8-v0")
+    assert env.observation_space == real.observation_space
+    assert env.action_space == real.action_space
+    obs, _ = env.reset(seed=0)
+    for _ in range(7):
+        obs, reward, terminated, truncated, _ = env.step(env.action_space.sample())
+        assert obs.shape == (64, 64, 3) and np.isfinite(reward)
+        if terminated or truncated:
+            break
+    assert terminated or truncated
+
+
+def test_eval_and_export_from_a_run_folder(trained):
+    root, data, tok, dyn = trained
+    out = root / "eval"
+    run_cli(
+        "eval-world-model",
+        "--bundle",
+        dyn / "bundle",
+        "--dataset",
+        "test/empty-v0",
+        "--data-dir",
+        data,
+        "--context",
+        "2",
+        "--horizon",
+        "2",
+        "--windows",
+        "2",
+        "--num-steps",
+        "1",
+        "4",
+        "--out",
+        out,
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["dream_k4"]["psnr"]) == len(metrics["hold_last_frame"]["psnr"]) == 2
+    assert (out / "psnr.png").is_file() and (out / "real_vs_dream.mp4").is_file()
+    run_cli(
+        "export-bundle",
+        "--tokenizer",
+        tok,
+        "--dynamics",
+        dyn,
+        "--dataset",
+        "test/empty-v0",
+        "--data-dir",
+        data,
+        "--out",
+        root / "exported",
+        "--contexts",
+        "2",
+    )
+    assert set(load_bundle(root / "exported").models) == {"tokenizer", "dynamics"}
+
+
+def test_resume_continues_and_a_finished_run_is_not_restarted(trained):
+    _, data, tok, _ = trained
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "train-tokenizer",
+                "--dataset",
+                "test/empty-v0",
+                "--data-dir",
+                str(data),
+                "--run-dir",
+                str(tok),
+                "--perceptual",
+                "none",
+            ]
+        )
+    assert exit_info.value.code == 2  # holds checkpoints: needs --resume
+    run_cli(
+        "train-tokenizer",
+        "--dataset",
+        "test/empty-v0",
+        "--data-dir",
+        data,
+        "--run-dir",
+        tok,
+        "--resume",
+    )
+
+
+def test_load_trained_reads_model_folders_and_runs(trained, tmp_path):
+    _, _, tok, dyn = trained
+    assert (
+        load_trained(tok, "tokenizer").num_latents
+        == load_trained(tok / "tokenizer", "x").num_latents
+    )
+    assert load_trained(dyn, "dynamics").config.depth == 2
+    with pytest.raises(CheckpointError, match="neither a model folder nor a training run"):
+        load_trained(tmp_path, "tokenizer")
