@@ -167,6 +167,7 @@ class DiffusionPolicy(nn.Module):
         dim = config.dim
         self.encoder = make_encoder(config.obs_spec, dim)
         self.token_emb = nn.Embedding(self.mask_id + 1, dim)
+        nn.init.normal_(self.token_emb.weight, std=0.02)
         self.pos = nn.Parameter(torch.randn(1, self.length, dim) * 0.02)
         self.t_mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         # a direct path from the whole observation into adaLN (all obs tokens, flattened)
@@ -195,8 +196,9 @@ class DiffusionPolicy(nn.Module):
     def log_probs(self, ctx: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """SUBS log p(x_0 | x_t): (B, L, V + 1), -inf at [MASK] and at impossible values;
         unmasked positions are a point mass on their own token."""
-        c = self.t_mlp(timestep_embedding(t, self.config.dim)) + self.obs_cond(ctx.flatten(1))
-        h = self.token_emb(x_t) + self.pos
+        obs = self.obs_cond(ctx.flatten(1))  # (B, dim)
+        c = self.t_mlp(timestep_embedding(t, self.config.dim)) + obs
+        h = self.token_emb(x_t) + self.pos + obs[:, None]
         for block in self.blocks:
             h = block(h, ctx, c)
         shift, scale = self.ada_out(c)[:, None].chunk(2, dim=-1)

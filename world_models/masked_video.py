@@ -65,6 +65,7 @@ class MaskedVideoConfig:
     temperature: float = 1.0  # pixel sampling temperature at the first step, annealed to 0
     confidence_noise: float = 4.5  # Gumbel noise scale on confidences, annealed to 0
     guidance: float = 0.0  # classifier-free guidance weight w (0: off; CoPilot4D uses ~2)
+    mean_decoding: bool = False  # decode each pixel's rounded expected level, not a draw
 
     def __post_init__(self) -> None:
         spec_to_space(self.action_spec)

@@ -6,7 +6,9 @@ and values of the past are computed once. `step` decodes the frame an action lea
 iterative steps; at step k (r = (k + 1) / K):
 
 - every still-masked token draws its pixel levels from softmax(logits / T_k), T_k = temperature
-  * (1 - k / K) (annealed towards 0; argmax when it is 0);
+  * (1 - k / K) (annealed towards 0; argmax when it is 0), or with `mean` takes each pixel's
+  expected level, rounded (a deterministic point estimate: grey where the model is unsure,
+  as the block-averaged edges of real 32x32 frames are, and the lowest expected squared error);
 - its confidence is the log-probability of the drawn patch plus Gumbel noise scaled by
   confidence_noise * (1 - r) (annealed to 0);
 - the most confident tokens are decoded so that floor(N cos(r pi / 2)) stay masked (the cosine
@@ -40,12 +42,17 @@ class SamplingSettings:
     temperature: float = 1.0
     confidence_noise: float = 4.5
     guidance: float = 0.0
+    mean: bool = False
 
     @classmethod
-    def from_model(cls, model: MaskedVideoModel, **overrides: float | None) -> SamplingSettings:
+    def from_model(
+        cls, model: MaskedVideoModel, **overrides: float | bool | None
+    ) -> SamplingSettings:
         """The model config's sampling defaults, with the non-None `overrides`."""
         c = model.config
-        settings = cls(c.num_sampling_steps, c.temperature, c.confidence_noise, c.guidance)
+        settings = cls(
+            c.num_sampling_steps, c.temperature, c.confidence_noise, c.guidance, c.mean_decoding
+        )
         settings = dataclasses.replace(
             settings, **{k: v for k, v in overrides.items() if v is not None}
         )
@@ -122,10 +129,12 @@ def decode_frame(
             uncond = model(x, action[:, None], null_labeled, start=pos)[0][:, 0].float()
             logits = logits + settings.guidance * (logits - uncond)
         temperature = settings.temperature * (1 - k / k_steps)
-        scores = logits
-        if temperature > 0:
-            scores = logits / temperature + _gumbel(logits.shape, generator, device)
-        sampled = scores.argmax(-1)  # (B, N, P)
+        if settings.mean:
+            sampled = (logits.softmax(-1).cumsum(-1) < 0.5).sum(-1)  # (B, N, P) median
+        elif temperature > 0:
+            sampled = (logits / temperature + _gumbel(logits.shape, generator, device)).argmax(-1)
+        else:
+            sampled = logits.argmax(-1)
         logp = logits.log_softmax(-1).gather(-1, sampled[..., None])[..., 0].sum(-1)  # (B, N)
         r = (k + 1) / k_steps
         noise = settings.confidence_noise * (1 - r)

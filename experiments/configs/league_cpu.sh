@@ -11,3 +11,9 @@ $D train-tokenizer --dataset dreamgym/lanesim-noisy-v0 --run-dir runs/lane-tok -
   --perceptual none --set base_channels=32 --set max_channels=128 --set blocks_per_stage=0 \
   --set num_downsamples=4 --set latent_dim=64 \
   --steps 4000 --batch-size 32 --seq-len 1 --lr 2e-3 --warmup 50 --ckpt-every 100
+$D train-dynamics --dataset dreamgym/lanesim-noisy-v0 --tokenizer runs/lane-tok \
+  --run-dir runs/lane-dyn --set dim=128 --set depth=4 --set num_heads=4 --set num_kv_heads=2 \
+  --set time_attention_every=2 --set context_prob=0.5 --set context_length=16 \
+  --steps 3000 --batch-size 8 --seq-len 8 --lr 1e-3 --warmup 100 --ckpt-every 100 --horizon 200
+$D eval-world-model --bundle runs/lane-dyn/bundle --dataset dreamgym/lanesim-noisy-v0 \
+  --context 4 --horizon 16 --num-steps 4 64
