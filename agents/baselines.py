@@ -160,7 +160,7 @@ def train_sb3(
             "bundle": str(bundle) if bundle else None,
             "steps": steps,
             "num_envs": num_envs,
-            "kwargs": kwargs,
+            "kwargs": json.loads(json.dumps(kwargs, default=str)),  # classes as their names
             "seed": seed,
         },
     )

@@ -68,6 +68,17 @@ def _fits(view: SequenceView, seq_len: int) -> bool:
     return True
 
 
+def mean_frame(view: SequenceView, max_episodes: int = 100) -> np.ndarray:
+    """The mean observation (H, W, C) of up to `max_episodes` evenly spaced episodes."""
+    picks = np.unique(np.linspace(0, view.num_episodes - 1, max_episodes).round().astype(int))
+    total, count = 0.0, 0
+    for i in picks:
+        obs = view.episode(int(i))["obs"]
+        total = total + obs.sum(0, dtype=np.float64)
+        count += len(obs)
+    return (total / count).astype(np.float32)
+
+
 class BCObjective(nn.Module):
     """The Trainer's objective: the MDLM loss of the policy on expert chunks."""
 
@@ -99,6 +110,8 @@ def train_bc(
     """Train a diffusion policy by BC; saves it to `run_dir/policy/` -> (policy, that folder)."""
     view = SequenceView(dataset_id, data_dir)
     policy = DiffusionPolicy(policy_config_for(view, **(overrides or {})))
+    if hasattr(policy.encoder, "set_mean"):
+        policy.encoder.set_mean(mean_frame(view))
     trainer = Trainer(BCObjective(policy), ChunkSampler(view, policy), cfg, run_dir)
     if resume and not trainer.resume():
         raise FileNotFoundError(f"--resume: no checkpoint in {run_dir}")

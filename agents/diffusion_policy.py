@@ -5,14 +5,19 @@ space is one token, a MultiDiscrete space one token per dimension, a Box one tok
 dimension after binning into `bins` values. The L = H * D tokens share a vocabulary of
 V = max(values per dimension) plus a [MASK] token (id V).
 
-Denoiser: DiT blocks with adaLN-Zero on the noise level t (plus a linear read of all observation
-tokens, as DiT adds its class embedding); the action tokens attend jointly to the observation
-tokens (from `agents.obs_encoders`) and to each other. SUBS parameterisation:
+Denoiser: DiT blocks with adaLN on the noise level t plus an MLP read of all observation tokens
+(as DiT adds its class embedding); that observation summary is also added to every action token,
+and the action tokens attend jointly to the observation tokens (from `agents.obs_encoders`) and
+to each other. Shift and scale start at zero but the gates at one and the output head is not
+zeroed: with adaLN-Zero the observation reached the logits only through gates grown from zero,
+and BC sat for hundreds of steps on the most common action. SUBS parameterisation:
 the [MASK] logit is -inf, values a dimension cannot take are -inf, and unmasked tokens are
 copied through (their distribution is a point mass on themselves).
 
-Noise: log-linear schedule, alpha(t) = 1 - t: every token is masked with probability t. Loss:
-cross-entropy on masked tokens weighted by 1/t (= -alpha'(t) / (1 - alpha(t))). Sampling:
+Noise: log-linear schedule, alpha(t) = 1 - t: every token is masked with probability t (and at
+least one is). ELBO term (`token_nll`): cross-entropy on masked tokens weighted by 1/t
+(= -alpha'(t) / (1 - alpha(t))); the BC loss divides by the realised number of masked tokens
+instead, which has the same aim and far less variance on short chunks. Sampling:
 S steps from t = 1 to 0; at each step the most confident masked tokens are revealed so that
 ceil(L * (1 - s)) tokens are unmasked after the step to s; revealed tokens never change.
 """
@@ -120,7 +125,7 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
 
 
 class DiTBlock(nn.Module):
-    """adaLN-Zero block: joint attention of action tokens over [obs tokens; action tokens]."""
+    """adaLN block: joint attention of action tokens over [obs tokens; action tokens]."""
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: int) -> None:
         super().__init__()
@@ -141,6 +146,8 @@ class DiTBlock(nn.Module):
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
         nn.init.zeros_(self.ada[1].weight)
         nn.init.zeros_(self.ada[1].bias)
+        with torch.no_grad():  # gates start at 1: the blocks compute from step 0
+            self.ada[1].bias.view(6, dim)[[2, 5]] = 1.0
 
     def forward(self, x: torch.Tensor, ctx: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """x (B, L, dim) action tokens, ctx (B, N, dim) obs tokens, c (B, dim) noise level."""
@@ -173,7 +180,9 @@ class DiffusionPolicy(nn.Module):
         # a direct path from the whole observation into adaLN (all obs tokens, flattened)
         self.obs_cond = nn.Sequential(
             nn.LayerNorm(self.encoder.pos.shape[1] * dim),
-            nn.Linear(self.encoder.pos.shape[1] * dim, dim),
+            nn.Linear(self.encoder.pos.shape[1] * dim, 4 * dim),
+            nn.GELU(),
+            nn.Linear(4 * dim, dim),
         )
         self.blocks = nn.ModuleList(
             DiTBlock(dim, config.num_heads, config.mlp_ratio) for _ in range(config.depth)
@@ -181,9 +190,8 @@ class DiffusionPolicy(nn.Module):
         self.norm_out = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.ada_out = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
         self.head = nn.Linear(dim, self.mask_id)
-        for layer in (self.ada_out[1], self.head):
-            nn.init.zeros_(layer.weight)
-            nn.init.zeros_(layer.bias)
+        nn.init.zeros_(self.ada_out[1].weight)
+        nn.init.zeros_(self.ada_out[1].bias)
         # (L, V + 1): True where position l's dimension cannot take the value (and for [MASK])
         sizes = torch.tensor(self.tokenizer.sizes).repeat(config.horizon)
         invalid = torch.arange(self.mask_id + 1)[None] >= sizes[:, None]
@@ -213,13 +221,17 @@ class DiffusionPolicy(nn.Module):
     def corrupt(
         self, x0: torch.Tensor, valid: torch.Tensor, t: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Mask each token with probability t (stratified over the batch when t is None); padded
-        positions (valid False) are always masked. -> (x_t, masked (B, L) bool, t (B,))."""
+        """Mask each token with probability t (stratified over the batch when t is None), and
+        at least one valid token per row; padded positions (valid False) are always masked.
+        -> (x_t, masked (B, L) bool, t (B,))."""
         b = x0.shape[0]
         if t is None:
             u = (torch.rand((), device=x0.device) + torch.arange(b, device=x0.device) / b) % 1.0
             t = self.config.t_min + (1 - self.config.t_min) * u
-        masked = (torch.rand(x0.shape, device=x0.device) < t[:, None]) | ~valid
+        u = torch.rand(x0.shape, device=x0.device).masked_fill(~valid, 2.0)
+        first = u.argmin(-1, keepdim=True)  # one valid token is always masked
+        masked = (u < t[:, None]) | ~valid
+        masked = masked.scatter(-1, first, True)
         return torch.where(masked, self.mask_id, x0), masked, t
 
     def token_nll(
@@ -239,9 +251,12 @@ class DiffusionPolicy(nn.Module):
     def loss(
         self, obs: Any, x0: torch.Tensor, valid: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """MDLM loss (per valid token) and the accuracy of argmax predictions on masked tokens."""
+        """Training loss: cross-entropy averaged over masked valid tokens (the MDLM loss with the
+        realised mask count in place of its expectation t * L, a lower-variance weighting), and
+        the accuracy of argmax predictions on those tokens."""
         out = self.token_nll(obs, x0, valid)
-        loss = out["nll"].sum() / valid.sum().clamp(min=1)
+        token = out["nll"] * out["t"]  # (B,) summed cross-entropy over masked tokens
+        loss = token.sum() / out["target"].sum().clamp(min=1)
         with torch.no_grad():
             hit = (out["logp"].argmax(-1) == x0) & out["target"]
             acc = hit.sum() / out["target"].sum().clamp(min=1)

@@ -80,7 +80,8 @@ def lambda_returns(
 def reverse_kl(logp: torch.Tensor, prior_logp: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
     """Mean over `where` positions of KL(p || prior) of token distributions (B, L, V + 1)."""
     p = logp.exp()
-    terms = torch.where(p > 0, p * (logp - prior_logp), torch.zeros_like(p)).sum(-1)
+    zero = p == 0  # -inf log-probabilities: masked out before subtracting (no NaN gradients)
+    terms = (p * (logp.masked_fill(zero, 0.0) - prior_logp.masked_fill(zero, 0.0))).sum(-1)
     return (terms * where).sum() / where.sum().clamp(min=1)
 
 

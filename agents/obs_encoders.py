@@ -1,7 +1,7 @@
 """Observation encoders for policies: observations -> a set of tokens (B, N, dim).
 
-- `PixelEncoder`: a small strided CNN over uint8 images (B, H, W, C); each cell of its final
-  feature map is one token, with a learned position embedding.
+- `PixelEncoder`: uint8 images (B, H, W, C) centred on a mean frame, one token per 8x8 tile
+  (patchify convolution), with a learned position embedding.
 - `SymbolicGridEncoder`: MiniGrid's symbolic grid (B, W, H, 3) of (object, color, state)
   indices, one token per cell (the three embeddings summed, plus a position embedding), and
   one token for the agent's direction.
@@ -38,27 +38,35 @@ def obs_spec(space: gym.Space) -> dict[str, Any]:
 
 
 class PixelEncoder(nn.Module):
-    """(B, H, W, C) uint8 -> (B, (H/8) * (W/8), dim): three stride-2 convolutions."""
+    """(B, H, W, C) uint8 -> (B, (H/8) * (W/8), dim): a patchify convolution (kernel = stride =
+    8, so each 8x8 tile, one MiniGrid cell at 64x64, is one token) and a per-token MLP, plus a
+    learned position embedding. Inputs are centred on the mean training frame (`set_mean`), so
+    the few tiles that differ between states (the agent, a key, a door) dominate the tokens
+    instead of the static walls and floor."""
 
-    def __init__(self, shape: tuple[int, int, int], dim: int, channels: int = 32) -> None:
+    def __init__(self, shape: tuple[int, int, int], dim: int) -> None:
         super().__init__()
         height, width, in_ch = shape
         if height % 8 or width % 8:
             raise ValueError(f"image sides must be multiples of 8, got {height}x{width}")
-        self.net = nn.Sequential(
-            nn.Conv2d(in_ch, channels, 4, 2, 1),
-            nn.GELU(),
-            nn.Conv2d(channels, 2 * channels, 4, 2, 1),
-            nn.GELU(),
-            nn.Conv2d(2 * channels, dim, 4, 2, 1),
+        self.embed = nn.Sequential(
+            nn.Conv2d(in_ch, 2 * dim, 8, 8), nn.GELU(), nn.Conv2d(2 * dim, dim, 1)
         )
         self.pos = nn.Parameter(torch.zeros(1, (height // 8) * (width // 8), dim))
         nn.init.normal_(self.pos, std=0.02)
+        # the mean training frame (set by `set_mean`); 127.5 until then
+        self.register_buffer("mean", torch.full((in_ch, height, width), 127.5))
+
+    @torch.no_grad()
+    def set_mean(self, frame: np.ndarray) -> None:
+        """Centre inputs on a mean frame (H, W, C): the static background of a MiniGrid level
+        then reads as zero and only what changes between states is left."""
+        self.mean.copy_(torch.as_tensor(np.asarray(frame, np.float32)).permute(2, 0, 1))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        x = obs.permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (B, C, H, W) in [-1, 1]
-        x = self.net(x)  # (B, dim, H/8, W/8)
-        return x.flatten(2).transpose(1, 2) + self.pos
+        x = (obs.permute(0, 3, 1, 2).float() - self.mean) / 127.5  # (B, C, H, W), centred
+        x = self.embed(x).flatten(2).transpose(1, 2)  # (B, H/8 * W/8, dim)
+        return x + self.pos
 
 
 class SymbolicGridEncoder(nn.Module):

@@ -23,7 +23,8 @@ SB3_ALGOS = ("ppo", "a2c", "dqn")
 
 
 def load_policy(spec: str, env_id: str) -> Policy:
-    """`random`, `expert`, `noisy`, or a saved SB3 agent as `ALGO:PATH` (e.g. `ppo:agent.zip`)."""
+    """`random`, `expert`, `noisy`, a saved SB3 agent as `ALGO:PATH` (e.g. `ppo:agent.zip`), or a
+    saved diffusion policy as `diffusion:FOLDER`."""
     if spec in POLICY_KINDS:
         if spec != "random" and env_id.split(":")[-1].startswith("Dream"):
             raise ValueError(
@@ -32,10 +33,14 @@ def load_policy(spec: str, env_id: str) -> Policy:
             )
         return make_policy(spec, env_id)
     algo, sep, path = spec.partition(":")
+    if sep and algo.lower() == "diffusion":
+        from agents.evaluation import load_agent
+
+        return load_agent(spec, env_id)
     if not sep or algo.lower() not in SB3_ALGOS:
         raise ValueError(
-            f"--policy must be one of {POLICY_KINDS} or ALGO:PATH with ALGO in {SB3_ALGOS}, "
-            f"got {spec!r}"
+            f"--policy must be one of {POLICY_KINDS}, diffusion:FOLDER or ALGO:PATH with ALGO in "
+            f"{SB3_ALGOS}, got {spec!r}"
         )
     if not Path(path).is_file():
         raise FileNotFoundError(

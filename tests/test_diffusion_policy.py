@@ -139,7 +139,7 @@ def doorkey_expert(tmp_path_factory):
 
 
 def test_bc_overfits_expert_actions(doorkey_expert, tmp_path):
-    cfg = TrainConfig(steps=250, batch_size=32, lr=1e-3, warmup=10, log_every=50, ckpt_every=1000)
+    cfg = TrainConfig(steps=500, batch_size=32, lr=2e-3, warmup=10, log_every=100, ckpt_every=1000)
     overrides = dict(horizon=2, dim=32, depth=2, num_heads=2, steps=2, execute=1)
     policy, folder = train_bc(
         "test/doorkey-expert-v0", tmp_path / "run", cfg, doorkey_expert, overrides

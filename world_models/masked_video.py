@@ -46,8 +46,8 @@ class MaskedVideoConfig:
     channels: int = 1
     levels: int = 16  # grey levels per pixel; the [MASK] symbol is `levels`
     patch_size: int = 4  # pixels per token side
-    max_frames: int = 20  # temporal positions = frames in the attention window
-    dim: int = 128
+    max_frames: int = 8  # temporal positions = frames in the attention window
+    dim: int = 96
     depth: int = 4  # factorised blocks (spatial + temporal attention + MLP each)
     num_heads: int = 4
     mlp_hidden_dim: int | None = None  # None: 8/3 * dim
@@ -62,10 +62,10 @@ class MaskedVideoConfig:
     action_dropout: float = 0.1  # share of actions hidden in training (no-action embedding)
     # sampling defaults (overridable per call)
     num_sampling_steps: int = 20
-    temperature: float = 1.0  # pixel sampling temperature at the first step, annealed to 0
+    temperature: float = 1.0  # draws' temperature at the first step, annealed to 0
     confidence_noise: float = 4.5  # Gumbel noise scale on confidences, annealed to 0
     guidance: float = 0.0  # classifier-free guidance weight w (0: off; CoPilot4D uses ~2)
-    mean_decoding: bool = False  # decode each pixel's rounded expected level, not a draw
+    median_decoding: bool = True  # decode each pixel's median level; False: draw it
 
     def __post_init__(self) -> None:
         spec_to_space(self.action_spec)

@@ -1,0 +1,177 @@
+"""Agents: evaluation statistics and outputs, SB3 in a dream env, imagination, the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+from agents.diffusion_policy import DiffusionPolicy, DiffusionPolicyConfig, save_policy
+from agents.evaluation import evaluate_policy, load_agent, mean_ci, wilson_ci
+from agents.obs_encoders import obs_spec
+from data_collection.policies import make_policy
+from envs.dream import random_bundle
+from world_models.action_encoder import space_to_spec
+
+IMAGE = spaces.Box(0, 255, (16, 16, 3), np.uint8)
+ACTIONS = spaces.Discrete(3)
+TINY_TOKENIZER = dict(
+    base_channels=8, max_channels=16, num_downsamples=2, blocks_per_stage=0, latent_dim=4
+)
+TINY_DYNAMICS = dict(
+    dim=32,
+    depth=2,
+    num_heads=2,
+    num_kv_heads=1,
+    time_attention_every=2,
+    num_registers=1,
+    k_max=4,
+    context_length=6,
+    num_sampling_steps=2,
+)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("dream") / "bundle"
+    return random_bundle(path, IMAGE, ACTIONS, TINY_TOKENIZER, TINY_DYNAMICS, contexts=4, horizon=6)
+
+
+def test_mean_ci_known_values():
+    mean, low, high = mean_ci([1.0, 2.0, 3.0, 4.0])
+    half = 1.959964 * np.std([1, 2, 3, 4], ddof=1) / 2  # sd 1.2910, n = 4
+    assert mean == pytest.approx(2.5)
+    assert (low, high) == pytest.approx((2.5 - half, 2.5 + half))
+    assert half == pytest.approx(1.2652, abs=1e-4)
+    assert mean_ci([7.0]) == (7.0, 7.0, 7.0)
+    with pytest.raises(ValueError):
+        mean_ci([])
+
+
+def test_wilson_ci_known_values():
+    rate, low, high = wilson_ci(8, 10)  # textbook: 0.8 in [0.4902, 0.9433]
+    assert rate == 0.8
+    assert (low, high) == pytest.approx((0.4902, 0.9433), abs=1e-4)
+    rate, low, high = wilson_ci(0, 20)
+    assert rate == 0.0 and low == 0.0 and high == pytest.approx(0.1611, abs=1e-4)
+    rate, low, high = wilson_ci(100, 100)
+    assert rate == 1.0 and high == 1.0 and low == pytest.approx(0.9630, abs=1e-4)
+    with pytest.raises(ValueError):
+        wilson_ci(3, 2)
+
+
+def test_evaluate_expert_writes_results_and_videos(tmp_path):
+    env_id = "MiniGridPixels-Empty-8x8-v0"
+    results = evaluate_policy(
+        make_policy("expert", env_id), env_id, episodes=3, out_dir=tmp_path, progress=False
+    )
+    assert results["success_rate"] == 1.0 and results["successes"] == [True] * 3
+    assert results["success_ci95"][1] == 1.0 and results["success_ci95"][0] < 1.0
+    assert results["mean_return"] > 0 and len(results["returns"]) == 3
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["episodes"] == 3 and saved["env_id"] == env_id
+    for name in ("best.mp4", "worst.mp4"):
+        assert (tmp_path / name).stat().st_size > 0
+
+
+def test_evaluate_random_counts_failures(tmp_path):
+    env_id = "MiniGridPixels-DoorKey-8x8-v0"
+    results = evaluate_policy(
+        make_policy("random", env_id), env_id, episodes=2, max_steps=20, progress=False
+    )
+    assert results["successes"] == [False, False] and results["success_rate"] == 0.0
+    assert results["lengths"] == [20, 20]
+
+
+def test_sb3_ppo_trains_in_dream_env(bundle, tmp_path):
+    from stable_baselines3.common.torch_layers import FlattenExtractor
+
+    from agents.baselines import train_sb3
+    from experiments.policy_loading import load_policy
+
+    # NatureCNN needs 36x36 images or more: a linear extractor keeps the frames tiny
+    policy_kwargs = dict(features_extractor_class=FlattenExtractor)
+    overrides = dict(n_steps=32, batch_size=32, n_epochs=1, policy_kwargs=policy_kwargs)
+    path = train_sb3(
+        "ppo", "Dream-v0", tmp_path, steps=256, bundle=bundle, num_envs=2, overrides=overrides
+    )
+    assert path.is_file() and (tmp_path / "run.json").is_file()
+    policy = load_policy(f"ppo:{path}", "Dream-v0")
+    action = policy.act(np.zeros(IMAGE.shape, np.uint8))
+    assert ACTIONS.contains(int(action))
+
+
+def tiny_policy(**kw) -> DiffusionPolicy:
+    torch.manual_seed(0)
+    cfg = DiffusionPolicyConfig(
+        obs_spec=obs_spec(IMAGE),
+        action_spec=space_to_spec(ACTIONS),
+        horizon=2,
+        dim=16,
+        depth=1,
+        num_heads=2,
+        steps=2,
+        execute=1,
+        **kw,
+    )
+    return DiffusionPolicy(cfg)
+
+
+def test_imagination_updates_policy(bundle, tmp_path):
+    from gymnasium.vector import AutoresetMode
+
+    from agents.imagination import Imagination, ImaginationConfig
+    from envs.dream_vector import DreamVectorEnv
+
+    policy = tiny_policy()
+    before = [p.detach().clone() for p in policy.parameters()]
+    venv = DreamVectorEnv(2, bundle=bundle, autoreset_mode=AutoresetMode.SAME_STEP)
+    cfg = ImaginationConfig(num_envs=2, rollout_steps=4, lr=1e-3, value_dim=16)
+    loop = Imagination(policy, venv, cfg)
+    try:
+        metrics = [loop.update(loop.rollout()) for _ in range(2)]
+    finally:
+        venv.close()
+    assert all(np.isfinite(m["kl"]) and m["kl"] >= -1e-6 for m in metrics)
+    changed = [not torch.equal(a, b) for a, b in zip(before, loop.policy.parameters(), strict=True)]
+    assert any(changed)
+
+
+def test_load_policy_accepts_diffusion_folder(tmp_path):
+    from agents.diffusion_policy import DiffusionAgent
+    from experiments.policy_loading import load_policy
+
+    folder = save_policy(tiny_policy(), tmp_path / "policy")
+    agent = load_policy(f"diffusion:{folder}", "Dream-v0")
+    assert isinstance(agent, DiffusionAgent)
+    assert isinstance(load_agent(f"diffusion:{folder}", "Dream-v0"), DiffusionAgent)
+    assert ACTIONS.contains(int(agent.act(np.zeros(IMAGE.shape, np.uint8))))
+    with pytest.raises(FileNotFoundError, match="train-policy"):
+        load_policy(f"diffusion:{tmp_path / 'missing'}", "Dream-v0")
+
+
+@pytest.mark.parametrize("command", ["train-policy", "evaluate"])
+def test_cli_help(command):
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "dreamgym"), command, "--help"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
+    assert "--policy" in out.stdout if command == "evaluate" else "--algo" in out.stdout
