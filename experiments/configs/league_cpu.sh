@@ -16,4 +16,4 @@ $D train-dynamics --dataset dreamgym/lanesim-noisy-v0 --tokenizer runs/lane-tok 
   --set time_attention_every=2 --set context_prob=0.5 --set context_length=16 \
   --steps 3000 --batch-size 8 --seq-len 8 --lr 1e-3 --warmup 100 --ckpt-every 100 --horizon 200
 $D eval-world-model --bundle runs/lane-dyn/bundle --dataset dreamgym/lanesim-noisy-v0 \
-  --context 4 --horizon 16 --num-steps 4 64
+  --context 4 --horizon 16 --windows 32 --num-steps 4 64
