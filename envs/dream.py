@@ -1,13 +1,20 @@
 """Dream envs: a trained world model served as an ordinary Gymnasium env.
 
-A dream env loads a world-model bundle (`world_models.bundle`): a tokenizer, an
-action-conditioned dynamics model with reward and continue heads, and real start contexts.
-`reset` picks a start context (seeded), reads it into the dynamics' KV cache and returns its
-last real frame; `step` imagines the next frame from the action (K shortcut steps), with the
-reward head's reward, `terminated` from the continue head (below a threshold, or a Bernoulli
-sample) and `truncated` at the bundle's horizon. Observation and action spaces are exactly the
-bundle's, i.e. those of the real env it models; `obs_mode="latents"` serves the tokenizer's
-latents (N, D) in [-1, 1] instead of pixels.
+A dream env loads a world-model bundle (`world_models.bundle`) of one of two kinds:
+
+- Dreamer: a tokenizer, an action-conditioned dynamics model with reward and continue heads,
+  and real start contexts. `reset` picks a start context (seeded), reads it into the dynamics'
+  KV cache and returns its last real frame; `step` imagines the next frame from the action (K
+  shortcut steps), with the reward head's reward, `terminated` from the continue head (below a
+  threshold, or a Bernoulli sample) and `truncated` at the bundle's horizon.
+  `obs_mode="latents"` serves the tokenizer's latents (N, D) in [-1, 1] instead of pixels.
+- masked video (`models: {"masked_video": ...}`, from `dreamgym train-dynamics --kind
+  masked-video`): the same, with K MaskGIT decoding steps per frame
+  (`world_models.masked_video_world_model`). It has no reward or continue heads: every reward
+  is 0, the continue probability is 1 and episodes end only at the horizon.
+  `obs_mode="latents"` serves each frame's tokens (N, P): uint8 grey levels in [0, levels).
+
+Observation and action spaces are exactly the bundle's, i.e. those of the real env it models.
 
 `DreamCore` is the model side shared with `envs.dream_vector.DreamVectorEnv`: batched start and
 step over rows, action checks and observation conversion. Randomness: every rollout (row) has its
@@ -29,8 +36,13 @@ from gymnasium import spaces
 
 from world_models.action_encoder import spec_to_space
 from world_models.bundle import HOW_TO_FIX, Bundle, BundleError, load_bundle
-from world_models.world_model import WorldModel
+from world_models.masked_video import MaskedVideoModel
+from world_models.masked_video_sampler import SamplingSettings
+from world_models.masked_video_world_model import MaskedVideoWorldModel
+from world_models.model_io import model_spec
+from world_models.world_model import BaseWorldModel, WorldModel
 
+DREAMER, MASKED_VIDEO = "dreamer", "masked-video"  # bundle kinds
 OBS_MODES = ("pixels", "latents")
 TERMINATIONS = ("threshold", "sample")
 SEED_HIGH = 2**63 - 1
@@ -57,23 +69,72 @@ def load_dream_bundle(bundle: str | os.PathLike | None, device: torch.device) ->
     except (ValueError, KeyError, TypeError, ImportError) as err:
         raise BundleError(f"cannot load world-model bundle {path}: {err}; {HOW_TO_FIX}") from err
     config_file = path / "config.json"
-    missing = {"tokenizer", "dynamics"} - set(loaded.models)
-    if missing:
-        raise BundleError(f"{config_file} lacks the model(s) {sorted(missing)}; {HOW_TO_FIX}")
+    if bundle_kind(loaded) == MASKED_VIDEO:
+        _check_masked_video(config_file, loaded)
+    else:
+        _check_dreamer(config_file, loaded)
+    return loaded
+
+
+def bundle_kind(bundle: Bundle) -> str:
+    """DREAMER (models "tokenizer" and "dynamics") or MASKED_VIDEO (model "masked_video")."""
+    config_file = bundle.path / "config.json"
+    names = set(bundle.models)
+    dreamer = {"tokenizer", "dynamics"}
+    if "masked_video" in names and names & dreamer:
+        raise BundleError(
+            f"{config_file} holds both a masked video model and {sorted(names & dreamer)}; a "
+            f"bundle serves one world model; {HOW_TO_FIX}"
+        )
+    if "masked_video" in names:
+        return MASKED_VIDEO
+    if dreamer - names:
+        raise BundleError(
+            f"{config_file} lacks the model(s) {sorted(dreamer - names)} (a bundle holds "
+            f"either 'tokenizer' and 'dynamics', or 'masked_video'); {HOW_TO_FIX}"
+        )
+    return DREAMER
+
+
+def _check_actions(config_file: Path, spec: dict[str, Any], bundle: Bundle) -> None:
+    trained_for = spec_to_space(spec)
+    if trained_for != bundle.action_space:
+        raise BundleError(
+            f"{config_file}: the model was trained for actions {trained_for} but the bundle's "
+            f"action space is {bundle.action_space}; {HOW_TO_FIX}"
+        )
+
+
+def _check_masked_video(config_file: Path, loaded: Bundle) -> None:
+    model = loaded.models["masked_video"]
+    if not isinstance(model, MaskedVideoModel):
+        raise BundleError(
+            f"{config_file}: model 'masked_video' is of kind {model_spec(model)['kind']!r}, not "
+            f"'masked-video'; {HOW_TO_FIX}"
+        )
+    _check_actions(config_file, model.config.action_spec, loaded)
+    c, shape = model.config, loaded.observation_space.shape
+    if len(shape) != 3 or shape[0] != shape[1] or shape[2] != c.channels:
+        raise BundleError(
+            f"{config_file}: the observation space {loaded.observation_space} is not square "
+            f"frames of {c.channels} channel(s), as the masked video model makes; {HOW_TO_FIX}"
+        )
+    try:
+        MaskedVideoWorldModel(model, frame_size=shape[0])
+    except ValueError as err:
+        raise BundleError(f"{config_file}: {err}; {HOW_TO_FIX}") from err
+
+
+def _check_dreamer(config_file: Path, loaded: Bundle) -> None:
     tokenizer, dynamics = loaded.models["tokenizer"], loaded.models["dynamics"]
     cfg = dynamics.config
-    trained_for = spec_to_space(cfg.action_spec)
-    if trained_for != loaded.action_space:
-        raise BundleError(
-            f"{config_file}: the dynamics model was trained for actions {trained_for} but the "
-            f"bundle's action space is {loaded.action_space}; {HOW_TO_FIX}"
-        )
+    _check_actions(config_file, cfg.action_spec, loaded)
     if (tokenizer.num_latents, tokenizer.latent_dim) != (cfg.num_latents, cfg.latent_dim):
         raise BundleError(
             f"{config_file}: tokenizer latents ({tokenizer.num_latents}, {tokenizer.latent_dim}) "
             f"differ from the dynamics' ({cfg.num_latents}, {cfg.latent_dim}); {HOW_TO_FIX}"
         )
-    obs = loaded.contexts["obs"][:1, -1:].to(device)
+    obs = loaded.contexts["obs"][:1, -1:].to(next(tokenizer.parameters()).device)
     with torch.no_grad():
         frame = tokenizer.decode(tokenizer.encode(obs))
     if frame.shape != obs.shape:
@@ -81,7 +142,30 @@ def load_dream_bundle(bundle: str | os.PathLike | None, device: torch.device) ->
             f"{config_file}: the tokenizer decodes frames to {tuple(frame.shape[2:])}, but the "
             f"observation space is {loaded.observation_space}; {HOW_TO_FIX}"
         )
-    return loaded
+
+
+def dream_world_model(bundle: Bundle, num_steps: int | None = None) -> BaseWorldModel:
+    """The world model of a checked bundle, decoding each frame in `num_steps` steps (default:
+    the bundle's): shortcut steps (a power of two up to k_max) or MaskGIT steps (>= 1)."""
+    sampling = bundle.config.get("sampling", {})
+    if bundle_kind(bundle) == MASKED_VIDEO:
+        model = bundle.models["masked_video"]
+        try:
+            overrides = sampling if num_steps is None else {**sampling, "num_steps": num_steps}
+            settings = SamplingSettings.from_model(model, **overrides)
+        except TypeError as err:
+            raise BundleError(
+                f"{bundle.path / 'config.json'}: bad sampling settings {sampling} ({err}); "
+                f"{HOW_TO_FIX}"
+            ) from err
+        return MaskedVideoWorldModel(model, bundle.observation_space.shape[0], settings)
+    steps = int(num_steps or sampling.get("num_steps", 4))
+    k_max = bundle.models["dynamics"].config.k_max
+    if steps < 1 or steps > k_max or steps & (steps - 1):
+        raise ValueError(
+            f"num_steps must be a power of two between 1 and k_max={k_max}, got {num_steps}"
+        )
+    return WorldModel(bundle.models["tokenizer"], bundle.models["dynamics"], steps)
 
 
 def to_uint8(frames: torch.Tensor) -> np.ndarray:
@@ -112,17 +196,8 @@ class DreamCore:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device={device!r} but CUDA is not available; use device='cpu'")
         self.bundle = load_dream_bundle(bundle, self.device)
-        self.tokenizer = self.bundle.models["tokenizer"]
-        self.dynamics = self.bundle.models["dynamics"]
         self.contexts = self.bundle.contexts
-        sampling = self.bundle.config.get("sampling", {})
-        self.num_steps = int(num_steps or sampling.get("num_steps", 4))
-        k_max = self.dynamics.config.k_max
-        if self.num_steps < 1 or self.num_steps > k_max or self.num_steps & (self.num_steps - 1):
-            raise ValueError(
-                f"num_steps must be a power of two between 1 and k_max={k_max}, got {num_steps}"
-            )
-        self.world_model = WorldModel(self.tokenizer, self.dynamics, self.num_steps)
+        self.world_model = dream_world_model(self.bundle, num_steps)
         self.horizon = int(horizon if horizon is not None else self.bundle.config["horizon"])
         if self.horizon < 1:
             raise ValueError(f"horizon must be at least 1, got {self.horizon}")
@@ -133,11 +208,8 @@ class DreamCore:
         self.action_space = self.bundle.action_space
         # frames are uint8 (load_bundle checks the start frames are); bundle specs keep no dtype
         self.pixel_space = spaces.Box(0, 255, self.bundle.observation_space.shape, np.uint8)
-        if obs_mode == "pixels":
-            self.observation_space = self.pixel_space
-        else:
-            n, d = self.tokenizer.num_latents, self.tokenizer.latent_dim
-            self.observation_space = spaces.Box(-1.0, 1.0, (n, d), np.float32)
+        pixels = obs_mode == "pixels"
+        self.observation_space = self.pixel_space if pixels else self.world_model.latent_space
 
     def new_generator(self) -> torch.Generator:
         return torch.Generator(device=self.device)
@@ -185,7 +257,7 @@ class DreamCore:
         self, obs: torch.Tensor, action: torch.Tensor, labeled: torch.Tensor, generator: Any
     ) -> tuple[Any, torch.Tensor, np.ndarray]:
         """Start rows from contexts obs (B, T0, H, W, C) uint8, action (B, T0, ...), labeled
-        (B, T0): -> (dynamics state, last latents (B, N, D), last frames (B, H, W, C) uint8)."""
+        (B, T0): -> (model state, last latents (B, ...), last frames (B, H, W, C) uint8)."""
         obs = obs.to(self.device)
         state, latents = self.world_model.start(
             obs, action.to(self.device), labeled.to(self.device), generator
@@ -196,20 +268,20 @@ class DreamCore:
     def step(
         self, state: Any, actions: np.ndarray, generator: Any
     ) -> tuple[Any, torch.Tensor, np.ndarray, np.ndarray]:
-        """Imagine one frame per row: -> (state, latents (B, N, D), reward (B,), continue (B,))."""
+        """Imagine one frame per row: -> (state, latents (B, ...), reward (B,), continue (B,))."""
         action = torch.as_tensor(actions, device=self.device)
         state, latents, reward, cont = self.world_model.step(state, action, generator)
         return state, latents, reward.float().cpu().numpy(), cont.float().cpu().numpy()
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> np.ndarray:
-        """Latents (B, N, D) -> uint8 frames (B, H, W, C)."""
+        """Latents (B, ...) -> uint8 frames (B, H, W, C)."""
         return to_uint8(self.world_model.decode(latents))
 
     def observe(self, latents: torch.Tensor, frames: np.ndarray | None) -> np.ndarray:
         """Observations (B, ...) in the chosen mode; `frames` are the decoded pixels, if any."""
         if self.obs_mode == "latents":
-            return latents.float().cpu().numpy()
+            return latents.float().cpu().numpy().astype(self.observation_space.dtype)
         return frames if frames is not None else self.decode(latents)
 
     def terminated(self, cont: np.ndarray, rngs: list[np.random.Generator]) -> np.ndarray:
@@ -258,10 +330,13 @@ class DreamEnv(gym.Env):
 
     bundle: the bundle folder (required for `Dream-v0`; named ids default to a shipped one).
     device: torch device of the model. obs_mode: "pixels" (the real env's space) or "latents"
-    (Box (N, D) in [-1, 1]). termination: "threshold" (continue probability below
-    `continue_threshold`) or "sample" (Bernoulli with the continue probability).
-    horizon: steps before truncation (default: the bundle's). num_steps: shortcut denoising
-    steps K per frame (default: the bundle's; fewer is faster and blurrier).
+    (the world model's: Box (N, D) in [-1, 1] for a tokenizer, uint8 tokens (N, P) for a masked
+    video model). termination: "threshold" (continue probability below `continue_threshold`)
+    or "sample" (Bernoulli with the continue probability); a masked video model has no
+    continue head (probability 1), so its episodes end only at the horizon, with reward 0.
+    horizon: steps before truncation (default: the bundle's). num_steps: decoding steps K per
+    frame (default: the bundle's): shortcut steps, fewer is faster and blurrier; or MaskGIT
+    steps for a masked video model.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}

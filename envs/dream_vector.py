@@ -1,8 +1,8 @@
 """Many dream rollouts stepped in one batched model call: Gymnasium `VectorEnv`, SB3 `VecEnv`.
 
-`DreamVectorEnv` keeps one dynamics state holding N rows (one per sub-env). Resetting some
-sub-envs starts only those rows from new contexts and splices them into the batch
-(`DynamicsState.replace_rows`); the others keep their KV cache. Each row has its own
+`DreamVectorEnv` keeps one model state holding N rows (one per sub-env). Resetting some
+sub-envs starts only those rows from new contexts and splices them into the batch (the
+state's `replace_rows`); the others keep their KV cache. Each row has its own
 `np.random.Generator` and `torch.Generator`, drawn exactly as `DreamEnv` draws them, so with
 seeds [s, s + 1, ...] sub-env i matches a `DreamEnv` reset with seed s + i, given the same
 actions and reset whenever it ends (up to float round-off of batched versus single matrix

@@ -111,7 +111,7 @@ def test_trainer_writes_a_loadable_bundle(tmp_path) -> None:
     config = json.loads((bundle / "config.json").read_text())
     assert config["models"]["masked_video"]["kind"] == "masked-video"
     assert config["sampling"]["num_steps"] == 20 and config["env_id"] == "MovingMNIST-v0"
-    assert loaded.contexts["obs"].shape[2:] == (16, 16, 1)
+    assert loaded.contexts["obs"].shape[2:] == (64, 64, 1)  # MovingMNIST-v0's frames
     assert isinstance(load_masked_video(bundle), MaskedVideoModel)
     with pytest.raises(FileExistsError):
         train_masked_video("generated", tmp_path / "run", train, TINY)

@@ -107,6 +107,36 @@ def test_bundle_serves_a_dream_env_with_the_real_spaces(trained):
     assert terminated or truncated
 
 
+def test_masked_video_on_a_dataset_serves_the_real_spaces(trained):
+    """A 16x16 RGB masked video model trained on 64x64 frames serves 64x64 dream frames."""
+    root, data, _, _ = trained
+    run_cli(
+        "train-dynamics",
+        "--kind",
+        "masked-video",
+        "--dataset",
+        "test/empty-v0",
+        "--data-dir",
+        data,
+        "--run-dir",
+        root / "mv",
+        "--steps",
+        "1",
+        "--context-length",
+        "2",
+        *("--set", "image_size=16", "--set", "channels=3", "--set", "max_frames=4"),
+        *("--set", "dim=32", "--set", "depth=1", "--set", "num_heads=2"),
+        *FAST,
+    )
+    env = gym.make("Dream-v0", bundle=str(root / "mv" / "bundle"), num_steps=2)
+    real = gym.make("MiniGridPixels-Empty-8x8-v0")
+    assert env.observation_space == real.observation_space
+    assert env.action_space == real.action_space
+    env.reset(seed=0)
+    obs, reward, terminated, _, _ = env.step(env.action_space.sample())
+    assert real.observation_space.contains(obs) and reward == 0.0 and not terminated
+
+
 def test_eval_and_export_from_a_run_folder(trained):
     root, data, tok, dyn = trained
     out = root / "eval"

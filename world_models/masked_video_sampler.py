@@ -34,6 +34,7 @@ import torch
 
 from world_models.layers import KV
 from world_models.masked_video import MaskedVideoModel
+from world_models.shortcut import Generators
 
 
 @dataclass(frozen=True)
@@ -76,9 +77,16 @@ class VideoState:
     kv: list[KV]  # per block, each (B N, heads, T, head_dim)
 
 
-def _gumbel(shape: torch.Size, generator: torch.Generator | None, device: torch.device):
-    u = torch.rand(shape, generator=generator, device=device).clamp(1e-20, 1.0 - 1e-7)
-    return -torch.log(-torch.log(u))
+def _gumbel(shape: torch.Size, generator: Generators, device: torch.device) -> torch.Tensor:
+    """Gumbel noise; with one generator per row, row i (of shape[0]) is drawn from generator i,
+    so a batch of rollouts draws exactly what each would draw alone."""
+    if generator is None or isinstance(generator, torch.Generator):
+        u = torch.rand(shape, generator=generator, device=device)
+    else:
+        if len(generator) != shape[0]:
+            raise ValueError(f"got {len(generator)} generators for a batch of {shape[0]} rows")
+        u = torch.stack([torch.rand(shape[1:], generator=g, device=device) for g in generator])
+    return -torch.log(-torch.log(u.clamp(1e-20, 1.0 - 1e-7)))
 
 
 @torch.no_grad()
@@ -112,9 +120,10 @@ def decode_frame(
     action: torch.Tensor,
     labeled: torch.Tensor,
     settings: SamplingSettings,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
 ) -> torch.Tensor:
-    """Tokens (B, N, P) of the next frame after `state`, given its action (B, ...)."""
+    """Tokens (B, N, P) of the next frame after `state`, given its action (B, ...). generator:
+    one, or one per row (row i then draws exactly what it would draw alone)."""
     b, pos, n, p = state.tokens.shape
     device = state.tokens.device
     x = torch.full((b, 1, n, p), model.mask_id, dtype=torch.long, device=device)
@@ -177,7 +186,7 @@ def step(
     action: torch.Tensor,
     labeled: torch.Tensor | None = None,
     settings: SamplingSettings | None = None,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
 ) -> tuple[torch.Tensor, VideoState]:
     """Imagine the frame `action` (B, ...) leads to: uint8 (B, H, W, C) and the new state."""
     settings = settings or SamplingSettings.from_model(model)
@@ -195,7 +204,7 @@ def rollout(
     labeled: torch.Tensor,
     context: int,
     settings: SamplingSettings | None = None,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
 ) -> torch.Tensor:
     """Open loop: the first `context` of frames (B, T, H, W, C) uint8 are given, the other
     T - context are imagined from action (B, T, ...) and labeled (B, T) -> (B, T - context, H, W,

@@ -8,8 +8,9 @@ Alignment as in `data_collection.sequence_view`: action[t] led to frame t.
 
 At the end the run folder holds `masked_video/` (the model alone) and `bundle/`: config.json
 {"format": "dreamgym-bundle", ..., "models": {"masked_video": spec}, "sampling": {...}},
-`masked_video.safetensors` and start contexts, with observation space (S, S, C) at the
-model's size (for Moving MNIST at 32x32: `MovingMNIST-v0` with `image_size=32`).
+`masked_video.safetensors` and start contexts. Its observation space is that of the real env:
+the dataset's, or for generated data `MovingMNIST-v0`'s (64, 64, 1); the dream env resizes
+frames to and from the model's size (`world_models.masked_video_world_model`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
+from envs.moving_mnist import CANVAS
 from world_models.bundle import save_bundle, start_contexts
 from world_models.masked_video import MaskedVideoConfig, MaskedVideoModel, resize_frames
 from world_models.masked_video_sampler import SamplingSettings, rollout
@@ -112,16 +114,15 @@ def default_masked_video_spec(action_space: gym.Space, overrides: dict[str, Any]
     return {"kind": "masked-video", "config": dataclasses.asdict(config)}
 
 
-def _contexts(view: Any, settings: dict, config: MaskedVideoConfig) -> dict[str, np.ndarray]:
+def _contexts(view: Any, settings: dict) -> dict[str, np.ndarray]:
+    """64 start contexts at the real env's size: from the dataset, or generated (64x64)."""
     length = settings["context_length"]
     if view is None:
         data = settings["data"]
         return moving_mnist_windows(
-            64, length, config.image_size, "train", 1, data["max_speed"], data["speed"]
+            64, length, CANVAS, "train", 1, data["max_speed"], data["speed"]
         )
-    contexts = start_contexts(view, count=64, length=length)
-    contexts["obs"] = resize_frames(torch.from_numpy(contexts["obs"]), config.image_size).numpy()
-    return contexts
+    return start_contexts(view, count=64, length=length)
 
 
 def _load_initial_weights(model: MaskedVideoModel, path: str) -> None:
@@ -199,12 +200,14 @@ def train_masked_video(
     if full is None:
         data = settings["data"]
         sampler = GeneratedMovingMNIST(config.image_size, data["max_speed"], tuple(data["speed"]))
+        obs_space = gym.spaces.Box(0, 255, (CANVAS, CANVAS, 1), np.uint8)
     else:
         from data_collection.sequence_view import SequenceView, split_episodes
 
         train_ids, _ = split_episodes(full.num_episodes, settings["holdout"], seed=0)
         view = SequenceView(dataset, data_dir=data_dir, episodes=train_ids)
         sampler = view.sample
+        obs_space = full.observation_space
     trainer = Trainer(
         MaskedVideoObjective(model),
         sampler,
@@ -218,15 +221,14 @@ def train_masked_video(
     bundle = run_dir / "bundle"
     if trainer.is_main:
         save_model(model, run_dir / "masked_video")
-        size = (config.image_size, config.image_size, config.channels)
         sampling = dataclasses.asdict(SamplingSettings.from_model(model))
         save_bundle(
             bundle,
             env_id=env_id,
-            observation_space=gym.spaces.Box(0, 255, size, np.uint8),
+            observation_space=obs_space,
             action_space=action_space,
             models={"masked_video": model},
-            contexts=_contexts(view, settings, config),
+            contexts=_contexts(view, settings),
             sampling=sampling,
             horizon=settings["horizon"],
         )

@@ -1,10 +1,11 @@
-"""A world model: a frozen tokenizer plus an action-conditioned dynamics model.
+"""World models for inference: a frozen tokenizer plus an action-conditioned dynamics model.
 
 The one sampler every consumer goes through (dream envs, evaluation, trainers' dream videos):
 `start` reads real context frames into the dynamics' KV cache, `step` imagines one frame per
 action for every row of a batch, `decode` turns latents into pixels, and `imagine` runs a
 whole open-loop rollout. The dynamics state is passed in and out, so batched envs can
-restart single rows (`DynamicsState.replace_rows`).
+restart single rows (`DynamicsState.replace_rows`). `BaseWorldModel` is that interface; the
+masked video model has it too (`world_models.masked_video_world_model`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
+from gymnasium import spaces
 from torch import nn
 
 from world_models.tokenizer import Tokenizer
@@ -29,14 +32,70 @@ class Imagined:
     cont: torch.Tensor
 
 
-class WorldModel(nn.Module):
-    """Tokenizer + dynamics, used for inference only."""
+class BaseWorldModel(nn.Module):
+    """The inference interface of a world model; states have `batch_size` and `replace_rows`.
+
+    `latent_space` is the space of one frame's latents, which dream envs serve with
+    obs_mode="latents"."""
+
+    latent_space: spaces.Box
+
+    def start(
+        self,
+        obs: torch.Tensor,
+        action: torch.Tensor,
+        labeled: torch.Tensor,
+        generator: Generators = None,
+    ) -> tuple[Any, torch.Tensor]:
+        """Read real context: obs (B, T0, H, W, C) uint8, action (B, T0, ...), labeled (B, T0)
+        (alignment of data_collection.sequence_view). Returns (state, context latents (B, T0,
+        ...))."""
+        raise NotImplementedError
+
+    def step(
+        self, state: Any, action: torch.Tensor, generator: Generators = None
+    ) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Imagine the frame each row's action (B, ...) leads to. Returns (state, latents (B,
+        ...), reward (B,), continue probability (B,))."""
+        raise NotImplementedError
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """One frame's latents per row (B, ...) -> frames (B, H, W, C) float in [0, 1]."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def imagine(
+        self,
+        obs: torch.Tensor,
+        action: torch.Tensor,
+        labeled: torch.Tensor,
+        context: int,
+        generator: Generators = None,
+    ) -> Imagined:
+        """Open-loop rollout: the first `context` steps of a real window are given, the rest are
+        imagined from its actions. Returns (B, T - context, ...) frames, rewards, continues."""
+        state, _ = self.start(
+            obs[:, :context], action[:, :context], labeled[:, :context], generator
+        )
+        frames, rewards, conts = [], [], []
+        for t in range(context, obs.shape[1]):
+            state, latents, reward, cont = self.step(state, action[:, t], generator)
+            frames.append(self.decode(latents))
+            rewards.append(reward)
+            conts.append(cont)
+        return Imagined(torch.stack(frames, 1), torch.stack(rewards, 1), torch.stack(conts, 1))
+
+
+class WorldModel(BaseWorldModel):
+    """Tokenizer + dynamics, used for inference only; latents are the tokenizer's (N, D)."""
 
     def __init__(self, tokenizer: Tokenizer, dynamics: nn.Module, num_steps: int = 4) -> None:
         super().__init__()
         self.tokenizer = tokenizer
         self.dynamics = dynamics
         self.num_steps = num_steps
+        shape = (tokenizer.num_latents, tokenizer.latent_dim)
+        self.latent_space = spaces.Box(-1.0, 1.0, shape, np.float32)
 
     @torch.no_grad()
     def start(
@@ -67,25 +126,3 @@ class WorldModel(nn.Module):
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents (B, N, D) -> frames (B, H, W, C) float in [0, 1]."""
         return self.tokenizer.decode(latents[:, None])[:, 0].float().clamp(0, 1)
-
-    @torch.no_grad()
-    def imagine(
-        self,
-        obs: torch.Tensor,
-        action: torch.Tensor,
-        labeled: torch.Tensor,
-        context: int,
-        generator: Generators = None,
-    ) -> Imagined:
-        """Open-loop rollout: the first `context` steps of a real window are given, the rest are
-        imagined from its actions. Returns (B, T - context, ...) frames, rewards, continues."""
-        state, _ = self.start(
-            obs[:, :context], action[:, :context], labeled[:, :context], generator
-        )
-        frames, rewards, conts = [], [], []
-        for t in range(context, obs.shape[1]):
-            state, latents, reward, cont = self.step(state, action[:, t], generator)
-            frames.append(self.decode(latents))
-            rewards.append(reward)
-            conts.append(cont)
-        return Imagined(torch.stack(frames, 1), torch.stack(rewards, 1), torch.stack(conts, 1))
