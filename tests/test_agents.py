@@ -16,8 +16,8 @@ from agents.diffusion_policy import DiffusionPolicy, DiffusionPolicyConfig, save
 from agents.evaluation import evaluate_policy, load_agent, mean_ci, wilson_ci
 from agents.obs_encoders import obs_spec
 from data_collection.policies import make_policy
-from envs.dream import random_bundle
 from world_models.action_encoder import space_to_spec
+from world_models.random_bundle import random_bundle
 
 IMAGE = spaces.Box(0, 255, (16, 16, 3), np.uint8)
 ACTIONS = spaces.Discrete(3)

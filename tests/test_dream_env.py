@@ -16,9 +16,10 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from envs.dream import DreamEnv, random_bundle
+from envs.dream import DreamEnv
 from envs.dream_vector import DreamSB3VecEnv, DreamVectorEnv
 from world_models.bundle import BundleError
+from world_models.random_bundle import random_bundle
 
 LANE_ACTIONS = spaces.MultiDiscrete([21, 21, 2, 2, 2, 2, 2])
 TINY_TOKENIZER = dict(

@@ -9,11 +9,11 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from envs.dream import random_bundle
 from experiments.cli import main as cli_main
 from world_models.bundle import load_bundle
 from world_models.masked_video import MaskedVideoConfig, MaskedVideoModel
 from world_models.model_io import save_model
+from world_models.random_bundle import random_bundle
 from world_models.train_masked_video import train_masked_video
 from world_models.trainer import TrainConfig
 from world_models.video_prediction import (

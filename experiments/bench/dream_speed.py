@@ -85,7 +85,7 @@ def build_random_bundle(folder: Path, dynamics: dict[str, Any]) -> Path:
     import numpy as np
     from gymnasium import spaces
 
-    from envs.dream import random_bundle
+    from world_models.random_bundle import random_bundle
 
     obs = spaces.Box(0, 255, (64, 64, 3), np.uint8)
     actions = spaces.MultiDiscrete([21, 21, 2, 2, 2, 2, 2])
