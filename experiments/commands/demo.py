@@ -1,52 +1,58 @@
-"""`dreamgym demo`: the main job (grows with the project; see README)."""
+"""`dreamgym demo`: the main job (see README): the MiniGrid DoorKey pipeline on CPU
+(`doorkey-cpu`: data, world model, policies in the dream, scores, report), then a short PPO run
+inside the shipped `Dream-League-v0`, scored in `LaneSim-v0`."""
 
 from __future__ import annotations
 
 import argparse
-import time
-from pathlib import Path
 
 NAME = "demo"
-HELP = "Collect a small expert dataset for each real env and write videos of expert play."
-
-REAL_ENVS = ("MiniGridPixels-DoorKey-8x8-v0", "MovingMNIST-v0", "LaneSim-v0")
+HELP = (
+    "The main job: the DoorKey pipeline (config doorkey-cpu, ~20 min on 2 cores), then a short "
+    "PPO run in the shipped Dream-League-v0."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="runs/demo", help="output root (default: runs/demo)")
-    parser.add_argument("--episodes", type=int, default=20, help="expert episodes per env")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--config", default="doorkey-cpu", help="pipeline config (default: doorkey-cpu)"
+    )
+    parser.add_argument(
+        "--out", help="run folder (default: runs/<experiment>/<time>/); an existing run resumes"
+    )
+    parser.add_argument(
+        "--ppo-steps", type=int, default=2048, help="PPO steps in Dream-League-v0 (default 2048)"
+    )
+    parser.add_argument(
+        "--episodes", type=int, default=3, help="LaneSim-v0 episodes scoring that agent"
+    )
+    parser.add_argument("--threads", type=int, help="CPU threads for torch")
 
 
 def run(args: argparse.Namespace) -> int:
-    import gymnasium as gym
+    from agents.baselines import train_sb3
+    from agents.evaluation import evaluate_policy, format_results, load_agent
+    from experiments.commands.pipeline import execute
+    from experiments.pipeline_config import prepare
+    from experiments.pipeline_report import summary_tables
 
-    import envs  # noqa: F401  (registers the ids)
-    from data_collection.policies import make_policy
-    from data_collection.recording import collect
-    from experiments.rollout import run_episode
-    from experiments.videos import write_video
+    if args.threads:
+        import torch
 
-    out = Path(args.out) / time.strftime("%Y%m%d-%H%M%S")
-    rows = []
-    for env_id in REAL_ENVS:
-        name = env_id.split("-v")[0].lower()
-        path = collect(
-            env_id,
-            "expert",
-            args.episodes,
-            f"dreamgym/{name}-expert-v0",
-            data_dir=out / "datasets",
-            seed=args.seed,
-        )
-        env = gym.make(env_id, render_mode="rgb_array")
-        episode = run_episode(env, make_policy("expert", env_id), seed=args.seed, max_steps=300)
-        env.close()
-        for suffix in (".mp4", ".gif"):
-            write_video(episode.frames, out / "videos" / f"{name}-expert{suffix}", fps=10)
-        rows.append((env_id, len(episode.actions), episode.episode_return, path))
-    print(f"\n{'env':32} {'steps':>6} {'return':>8}  dataset")
-    for env_id, steps, ret, path in rows:
-        print(f"{env_id:32} {steps:6d} {ret:8.2f}  {path}")
-    print(f"\nvideos: {out / 'videos'}")
+        torch.set_num_threads(args.threads)
+    config, run_dir = prepare(args.config, args.out)
+    if not execute(config, run_dir):
+        return 1
+    print(f"\n{summary_tables(run_dir)}\n\nreport: {run_dir / 'report.md'}\n")
+    print(
+        f"PPO for {args.ppo_steps} steps in Dream-League-v0 (the shipped world model)", flush=True
+    )
+    league = run_dir / "league-ppo"
+    path = train_sb3(
+        "ppo", "Dream-League-v0", league, steps=args.ppo_steps, device=config["device"]
+    )
+    results = evaluate_policy(
+        load_agent(f"ppo:{path}", "LaneSim-v0"), "LaneSim-v0", args.episodes, out_dir=league
+    )
+    print(f"PPO agent {path}: {format_results(results)}; videos in {league}")
     return 0

@@ -1,0 +1,194 @@
+"""Pipeline configs (`experiments/configs/pipelines/*.json`): sections, defaults, validation,
+and the run folder a pipeline writes into. See `experiments/pipeline.py` for the stages."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from world_models.checkpoint import read_json
+from world_models.trainer import TrainConfig
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs" / "pipelines"
+SB3 = ("ppo", "a2c", "dqn")
+ALGOS = (*SB3, "bc", "imagination")
+BASELINES = ("expert", "random", "noisy")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
+# Settings of each section and their defaults; None where a stage decides (or none is needed).
+DEFAULTS: dict[str, Any] = {
+    "experiment": None,  # default: the config file's name
+    "env": None,  # real env id (required)
+    "device": "cpu",  # torch device of evaluation, dream envs and SB3 (trainers pick their own)
+    "collect": {"policy": "noisy", "episodes": 100, "epsilon": 0.2, "seed": 0, "dataset_id": None},
+    "tokenizer": {
+        "kind": "cnn",
+        "perceptual": "none",
+        "perceptual_frames": None,
+        "model": {},
+        "train": {},
+    },
+    "dynamics": {"model": {}, "train": {}, "context_length": 1, "horizon": 200},
+    "eval_world_model": {"context": 4, "horizon": 16, "windows": 64, "num_steps": [4]},
+    "policies": [],
+    "score": {"episodes": 20, "max_steps": None, "baselines": ["expert", "random"]},
+}
+AGENT_DEFAULTS: dict[str, Any] = {
+    "name": None,
+    "algo": None,  # ppo | a2c | dqn | bc | imagination
+    "train_in": "dream",  # SB3 only: "dream" (the run's bundle) or "real"
+    "steps": None,  # SB3: env steps; imagination: iterations (bc: train.steps)
+    "num_envs": None,
+    "settings": {},  # SB3 arguments / ImaginationConfig / DiffusionPolicyConfig (bc) fields
+    "train": {},  # bc: TrainConfig fields
+    "init": None,  # imagination: name of the bc (or imagination) agent to improve
+    "seed": 0,
+    "eval_every": 0,  # > 0: score in the real env during training (TensorBoard "return")
+    "eval_episodes": 10,
+}
+
+
+def config_names() -> list[str]:
+    """Names of the shipped configs (`experiments/configs/pipelines/<name>.json`)."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
+
+
+def find_config(name_or_path: str) -> Path:
+    """A config file from a path, or from a shipped config's name such as `doorkey-cpu`."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    named = CONFIG_DIR / f"{name_or_path}.json"
+    if named.is_file():
+        return named
+    raise FileNotFoundError(
+        f"no pipeline config {name_or_path!r}: give a JSON file or one of {config_names()}"
+    )
+
+
+def load_config(name_or_path: str) -> dict[str, Any]:
+    """Read and validate a config (defaults filled in)."""
+    path = find_config(name_or_path)
+    try:
+        raw = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON: {err}") from err
+    return validate_config(raw, default_experiment=path.stem)
+
+
+def _merge(raw: Any, defaults: dict[str, Any], where: str) -> dict[str, Any]:
+    """`defaults` updated with `raw` (a dict; keys starting with "_" are comments)."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where} must be a JSON object, got {raw!r}")
+    raw = {k: v for k, v in raw.items() if not k.startswith("_")}
+    unknown = sorted(set(raw) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown setting(s) {unknown} in {where}; known: {sorted(defaults)}")
+    return {**defaults, **raw}
+
+
+def _check_train(train: Any, where: str) -> None:
+    """`train` must be a dict of TrainConfig fields."""
+    _merge(train, {f.name: None for f in dataclasses.fields(TrainConfig)}, where)
+
+
+def _check_agents(agents: Any, baselines: list[str]) -> list[dict[str, Any]]:
+    if not isinstance(agents, list):
+        raise ValueError(f"policies must be a list of agents, got {agents!r}")
+    out: list[dict[str, Any]] = []
+    for i, raw in enumerate(agents):
+        agent = _merge(raw, AGENT_DEFAULTS, f"policies[{i}]")
+        name, algo = agent["name"], agent["algo"]
+        where = f"policies[{i}] ({name})"
+        if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+            raise ValueError(f"policies[{i}] needs a name of letters, digits, '-' and '_'")
+        if name in baselines or name in (a["name"] for a in out):
+            raise ValueError(f"{where}: the name is already taken by another policy")
+        if algo not in ALGOS:
+            raise ValueError(f"{where}: algo must be one of {ALGOS}, got {algo!r}")
+        if agent["train_in"] not in ("dream", "real") or (
+            agent["train_in"] == "real" and algo not in SB3
+        ):
+            raise ValueError(f"{where}: train_in is 'dream', or 'real' for {SB3}")
+        if algo == "imagination":
+            earlier = {a["name"]: a["algo"] for a in out}
+            if earlier.get(agent["init"]) not in ("bc", "imagination"):
+                raise ValueError(
+                    f"{where}: init must name an earlier bc or imagination agent, "
+                    f"got {agent['init']!r}"
+                )
+        for key in ("settings", "train"):
+            if not isinstance(agent[key], dict):
+                raise ValueError(f"{where}: {key} must be a JSON object")
+        _check_train(agent["train"], f"{where}.train")
+        out.append(agent)
+    return out
+
+
+def validate_config(raw: Any, default_experiment: str = "pipeline") -> dict[str, Any]:
+    """The config with defaults filled in; a clear `ValueError` for what cannot work.
+
+    Model settings (`model`, agents' `settings`) are checked by the stage that uses them.
+    """
+    import gymnasium as gym
+
+    import envs  # noqa: F401  (registers dreamgym ids)
+    from data_collection.policies import POLICY_KINDS
+
+    config = _merge(raw, DEFAULTS, "the config")
+    config["experiment"] = config["experiment"] or default_experiment
+    if not NAME_RE.fullmatch(config["experiment"]):
+        raise ValueError(f"experiment {config['experiment']!r}: use letters, digits, '-', '_'")
+    if not isinstance(config["env"], str):
+        raise ValueError("the config needs `env`: the id of the real env, e.g. LaneSim-v0")
+    try:
+        gym.spec(config["env"])
+    except gym.error.Error as err:
+        raise ValueError(f"env {config['env']!r} is not a registered id: {err}") from err
+    if config["env"].startswith("Dream"):
+        raise ValueError(f"env must be a real env (the pipeline learns its dream): {config['env']}")
+    for section in ("collect", "tokenizer", "dynamics", "eval_world_model", "score"):
+        config[section] = _merge(config[section], DEFAULTS[section], section)
+    if config["collect"]["policy"] not in POLICY_KINDS:
+        raise ValueError(f"collect.policy must be one of {POLICY_KINDS}")
+    for section in ("tokenizer", "dynamics"):
+        _check_train(config[section]["train"], f"{section}.train")
+        if not isinstance(config[section]["model"], dict):
+            raise ValueError(f"{section}.model must be a JSON object")
+    baselines = config["score"]["baselines"]
+    if not isinstance(baselines, list) or not set(baselines) <= set(BASELINES):
+        raise ValueError(f"score.baselines must be a list drawn from {BASELINES}")
+    config["policies"] = _check_agents(config["policies"], baselines)
+    return config
+
+
+def prepare(
+    config_arg: str | None,
+    out: str | None = None,
+    resume_dir: str | None = None,
+    device: str | None = None,
+    root: str = "runs",
+) -> tuple[dict[str, Any], Path]:
+    """(config, run folder): the config from `config_arg` or, when resuming without one, the
+    run folder's `config.json`; the folder is `out`, `resume_dir` (must hold a run) or a new
+    `root/<experiment>/<time>/`. `device` overrides the config's."""
+    from world_models.runs import new_run_dir
+
+    if out and resume_dir:
+        raise ValueError("give --out or --resume-dir, not both")
+    if resume_dir and not (Path(resume_dir) / "config.json").is_file():
+        raise FileNotFoundError(f"--resume-dir {resume_dir} holds no pipeline run (no config.json)")
+    folder = out or resume_dir
+    if config_arg:
+        config = load_config(config_arg)
+    elif folder and (Path(folder) / "config.json").is_file():
+        config = validate_config(read_json(Path(folder) / "config.json"))
+    else:
+        raise ValueError(f"give a CONFIG (a file or one of {config_names()}), or --resume-dir")
+    if device:
+        config["device"] = device
+    run_dir = Path(folder) if folder else new_run_dir(root, config["experiment"])
+    return config, run_dir
