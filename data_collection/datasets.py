@@ -40,10 +40,10 @@ class CorruptDatasetError(ValueError):
 
 def datasets_root(data_dir: str | os.PathLike | None = None) -> Path:
     """The datasets root folder: `data_dir`, else `$MINARI_DATASETS_PATH`, else Minari's default."""
-    if data_dir is not None:
-        return Path(data_dir).expanduser()
-    env = os.environ.get(ENV_VAR)
-    return Path(env).expanduser() if env else DEFAULT_ROOT
+    if data_dir is None:
+        data_dir = os.environ.get(ENV_VAR) or DEFAULT_ROOT
+    # Absolute, because Minari joins a relative root onto paths it has already rooted.
+    return Path(data_dir).expanduser().absolute()
 
 
 def check_dataset_id(dataset_id: str) -> tuple[str | None, str, int]:
