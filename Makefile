@@ -27,3 +27,6 @@ demo: $(STAMP)
 format: $(STAMP)
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
+
+bench: $(STAMP)
+	$(PY) -m experiments.bench.suite --json runs/bench.json

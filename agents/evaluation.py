@@ -54,8 +54,14 @@ def make_eval_env(env_id: str, **kwargs: Any) -> gym.Env:
     return gym.make(env_id, render_mode="rgb_array", **kwargs)
 
 
-def summarize(returns: list[float], lengths: list[int], successes: list[bool] | None) -> dict:
-    """Results dict: per-episode lists, mean return with its CI, success rate with its CI."""
+def summarize(
+    returns: list[float],
+    lengths: list[int],
+    successes: list[bool] | None,
+    golds: list[float] | None = None,
+) -> dict:
+    """Results dict: per-episode lists, mean return with its CI, success rate with its CI, and
+    mean gold with its CI when the env reports `info["gold"]` (LaneSim)."""
     mean, low, high = mean_ci(returns)
     out: dict[str, Any] = {
         "episodes": len(returns),
@@ -70,6 +76,9 @@ def summarize(returns: list[float], lengths: list[int], successes: list[bool] | 
         out.update(
             success_rate=rate, success_ci95=[low, high], successes=list(map(bool, successes))
         )
+    if golds is not None:
+        mean, low, high = mean_ci(golds)
+        out.update(mean_gold=mean, gold_ci95=[low, high], golds=[float(g) for g in golds])
     return out
 
 
@@ -89,10 +98,10 @@ def evaluate_policy(
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
     env = env or make_eval_env(env_id)
-    returns, lengths, successes = [], [], []
+    returns, lengths, successes, golds = [], [], [], []
     best: tuple[float, Episode] | None = None
     worst: tuple[float, Episode] | None = None
-    has_success = True
+    has_success = has_gold = True
     for i in tqdm(range(episodes), desc=f"evaluate {env_id}", disable=not progress):
         ep = run_episode(env, policy, seed + i, max_steps)
         ret = ep.episode_return
@@ -100,12 +109,16 @@ def evaluate_policy(
         lengths.append(len(ep.actions))
         has_success &= "success" in ep.final_info
         successes.append(bool(ep.final_info.get("success", False)))
+        has_gold &= "gold" in ep.final_info
+        golds.append(float(ep.final_info.get("gold", 0.0)))
         if best is None or ret > best[0]:
             best = (ret, ep)
         if worst is None or ret < worst[0]:
             worst = (ret, ep)
     env.close()
-    results = summarize(returns, lengths, successes if has_success else None)
+    results = summarize(
+        returns, lengths, successes if has_success else None, golds if has_gold else None
+    )
     results.update(env_id=env_id, seed=seed, **(metadata or {}))
     if out_dir is not None:
         out = Path(out_dir)
@@ -127,6 +140,9 @@ def format_results(results: dict[str, Any]) -> str:
         )
     low, high = results["return_ci95"]
     parts.append(f"return {results['mean_return']:.3f} [{low:.3f}, {high:.3f}]")
+    if "mean_gold" in results:
+        low, high = results["gold_ci95"]
+        parts.append(f"gold {results['mean_gold']:.1f} [{low:.1f}, {high:.1f}]")
     return ", ".join(parts)
 
 

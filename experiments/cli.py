@@ -41,3 +41,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {err}", file=sys.stderr)
         code = 2
     sys.exit(code or 0)
+
+
+if __name__ == "__main__":
+    main()

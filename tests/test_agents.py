@@ -13,7 +13,7 @@ import torch
 from gymnasium import spaces
 
 from agents.diffusion_policy import DiffusionPolicy, DiffusionPolicyConfig, save_policy
-from agents.evaluation import evaluate_policy, load_agent, mean_ci, wilson_ci
+from agents.evaluation import evaluate_policy, format_results, load_agent, mean_ci, wilson_ci
 from agents.obs_encoders import obs_spec
 from data_collection.policies import make_policy
 from world_models.action_encoder import space_to_spec
@@ -96,6 +96,15 @@ def test_evaluate_random_counts_failures(tmp_path):
     )
     assert results["successes"] == [False, False] and results["success_rate"] == 0.0
     assert results["lengths"] == [20, 20]
+
+
+def test_evaluate_reports_lanesim_gold():
+    results = evaluate_policy(
+        make_policy("expert", "LaneSim-v0"), "LaneSim-v0", episodes=2, max_steps=300, progress=False
+    )
+    assert len(results["golds"]) == 2 and results["mean_gold"] > 0
+    assert results["gold_ci95"][0] <= results["mean_gold"] <= results["gold_ci95"][1]
+    assert "gold" in format_results(results)
 
 
 def test_sb3_ppo_trains_in_dream_env(bundle, tmp_path):

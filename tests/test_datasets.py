@@ -64,6 +64,14 @@ def test_cli_collect_refuses_overwrite_without_force(tmp_path, monkeypatch, caps
     assert minari.load_dataset("cli/expert-v0").total_episodes == 3
 
 
+def test_relative_data_root_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", "data")
+    collect(ENV_ID, "expert", 1, "rel/expert-v0", None, seed=0, progress=False)
+    assert load_dataset("rel/expert-v0").total_episodes == 1
+    assert (tmp_path / "data" / "rel" / "expert-v0" / "data" / "main_data.hdf5").is_file()
+
+
 class _Crash(Exception):
     pass
 
