@@ -23,7 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"experiments.commands.{info.name}")
-        p = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        # argparse %-formats help strings: a literal "95%" must reach it as "95%%"
+        p = sub.add_parser(
+            module.NAME, help=module.HELP.replace("%", "%%"), description=module.HELP
+        )
         module.add_arguments(p)
         p.set_defaults(run=module.run)
     return parser

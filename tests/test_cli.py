@@ -1,0 +1,33 @@
+"""The `dreamgym` command: `--help` works at the top and on every subcommand."""
+
+from __future__ import annotations
+
+import pytest
+
+from experiments.cli import build_parser, main
+
+SUBCOMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)
+
+
+def test_every_expected_subcommand_is_there():
+    expected = {"collect", "ingest-video", "train-tokenizer", "train-dynamics", "export-bundle"}
+    expected |= {"eval-world-model", "eval-video-prediction", "play", "compare", "pipeline"}
+    expected |= {"train-policy", "evaluate", "demo"}
+    assert expected <= set(SUBCOMMANDS)
+
+
+def test_top_level_help_lists_every_subcommand(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for name in SUBCOMMANDS:
+        assert name in out
+
+
+@pytest.mark.parametrize("command", SUBCOMMANDS)
+def test_subcommand_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    assert f"dreamgym {command}" in capsys.readouterr().out
