@@ -146,14 +146,22 @@ def format_results(results: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def load_agent(spec: str, env_id: str, device: str = "cpu", execute: int | None = None) -> Policy:
+def load_agent(
+    spec: str,
+    env_id: str,
+    device: str = "cpu",
+    execute: int | None = None,
+    temperature: float = 0.0,
+) -> Policy:
     """`experiments.policy_loading.load_policy` plus saved diffusion policies as
-    `diffusion:FOLDER` (`execute` overrides how many actions run before replanning)."""
+    `diffusion:FOLDER` (`execute` overrides how many actions run before replanning;
+    `temperature` > 0 draws action tokens instead of taking the most likely ones)."""
     kind, sep, path = spec.partition(":")
     if sep and kind.lower() == "diffusion":
         from agents.diffusion_policy import DiffusionAgent, load_diffusion_policy
 
-        return DiffusionAgent(load_diffusion_policy(path, device), execute, device=device)
+        policy = load_diffusion_policy(path, device)
+        return DiffusionAgent(policy, execute, temperature, device=device)
     from experiments.policy_loading import load_policy
 
     return load_policy(spec, env_id)

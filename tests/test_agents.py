@@ -174,6 +174,19 @@ def test_load_policy_accepts_diffusion_folder(tmp_path):
         load_policy(f"diffusion:{tmp_path / 'missing'}", "Dream-v0")
 
 
+def test_sampling_agent_draws_varied_actions(tmp_path):
+    folder = save_policy(tiny_policy(), tmp_path / "policy")
+    obs = np.zeros(IMAGE.shape, np.uint8)
+
+    def first_actions(temperature: float) -> set[int]:
+        agent = load_agent(f"diffusion:{folder}", "Dream-v0", execute=1, temperature=temperature)
+        agent.reset(None, seed=0)
+        return {int(agent.act(obs)) for _ in range(30)}
+
+    assert len(first_actions(0.0)) == 1  # argmax: the same observation, the same action
+    assert len(first_actions(5.0)) > 1  # an untrained policy sampled hot: several actions
+
+
 @pytest.mark.parametrize("command", ["train-policy", "evaluate"])
 def test_cli_help(command):
     out = subprocess.run(

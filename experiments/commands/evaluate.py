@@ -24,6 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--execute", type=int, help="diffusion: actions executed per chunk before replanning"
     )
     parser.add_argument(
+        "--temperature",
+        type=float,
+        default=0.0,
+        help="diffusion: sampling temperature of action tokens (0, the default: most likely)",
+    )
+    parser.add_argument(
         "--out", help="folder for results.json and videos (default: runs/evaluate/<time>)"
     )
     parser.add_argument("--device", default="cpu", help="torch device for the policy")
@@ -40,11 +46,19 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     if args.env.split(":")[-1].startswith("Dream"):
         raise ValueError(f"evaluate scores policies in a real env; {args.env} is a dream env")
-    policy = load_agent(args.policy, args.env, args.device, args.execute)
+    if args.temperature < 0:
+        raise ValueError(f"--temperature must be >= 0, got {args.temperature}")
+    policy = load_agent(args.policy, args.env, args.device, args.execute, args.temperature)
     out = args.out or new_run_dir("runs", "evaluate")
     seed = EVAL_SEED if args.seed is None else args.seed
     results = evaluate_policy(
-        policy, args.env, args.episodes, seed, out, args.max_steps, metadata={"policy": args.policy}
+        policy,
+        args.env,
+        args.episodes,
+        seed,
+        out,
+        args.max_steps,
+        metadata={"policy": args.policy, "temperature": args.temperature},
     )
     print(format_results(results))
     print(f"results and videos: {out}")
