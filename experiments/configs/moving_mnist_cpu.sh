@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Dream-MovingMNIST-v0 and the masked video model: the exact commands that trained the shipped
-# bundle and the issue-7 model on CPU (2 cores, one torch thread per job). Run from the
+# bundle and the issue-7 model on CPU (2 cores, one torch thread per job). The dense Moving MNIST
+# reward keeps the two-hot reward loss near 1, 100x the latent loss, so its scale is 0.01. Run from the
 # repository root; outputs go to runs/.
 set -euo pipefail
 export MINARI_DATASETS_PATH=${MINARI_DATASETS_PATH:-data}
@@ -13,11 +14,12 @@ $D train-tokenizer --dataset dreamgym/mnist-mixed-v0 --run-dir runs/mnist-tok --
   --set num_downsamples=4 --set latent_dim=32 \
   --steps 2000 --batch-size 32 --seq-len 1 --lr 1e-3 --warmup 100 --ckpt-every 100
 $D train-dynamics --dataset dreamgym/mnist-mixed-v0 --tokenizer runs/mnist-tok \
-  --run-dir runs/mnist-dyn --set dim=128 --set depth=4 --set num_heads=4 --set num_kv_heads=2 \
+  --run-dir runs/mnist-dyn2 --set dim=128 --set depth=4 --set num_heads=4 --set num_kv_heads=2 \
   --set time_attention_every=2 --set context_prob=0.5 --set context_length=16 \
+  --set reward_loss_scale=0.01 --set continue_loss_scale=0.01 \
   --steps 3000 --batch-size 8 --seq-len 8 --lr 1e-3 --warmup 100 --ckpt-every 100 \
   --image-every 500 --horizon 50
-$D eval-world-model --bundle runs/mnist-dyn/bundle --dataset dreamgym/mnist-mixed-v0 \
+$D eval-world-model --bundle runs/mnist-dyn2/bundle --dataset dreamgym/mnist-mixed-v0 \
   --context 4 --horizon 16 --windows 32 --num-steps 4 64
 # The CoPilot4D-style masked video model, on generated two-digit sequences with ego actions.
 $D train-dynamics --kind masked-video --dataset generated --run-dir runs/mnist-mv \
