@@ -20,6 +20,7 @@ from world_models.action_encoder import space_to_spec
 from world_models.bundle import save_bundle, start_contexts
 from world_models.model_io import build_model, save_model
 from world_models.runs import apply_overrides, load_trained, prepare_run
+from world_models.tensorboard_media import log_real_over_dream
 from world_models.tokenizer import Tokenizer, video_to_float
 from world_models.trainer import Batch, TrainConfig, Trainer
 from world_models.world_model import WorldModel
@@ -58,9 +59,7 @@ def show_dreams(
     context = max(1, obs.shape[1] // 2)
     model = WorldModel(objective.tokenizer, objective.dynamics)
     dream = model.imagine(obs, batch["action"][:1], batch["labeled"][:1], context).frame[0]
-    real = video_to_float(obs[0, context:])
-    grid = torch.cat([real, dream.float()], dim=1)  # (T, 2H, W, C)
-    writer.add_images("dynamics/real_over_dream", grid.clamp(0, 1), step, dataformats="NHWC")
+    log_real_over_dream(writer, "dynamics", video_to_float(obs[0, context:]), dream, step)
 
 
 def default_dynamics_spec(tokenizer: Tokenizer, view: SequenceView, overrides: dict) -> dict:

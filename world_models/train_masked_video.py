@@ -32,6 +32,7 @@ from world_models.masked_video import MaskedVideoConfig, MaskedVideoModel, resiz
 from world_models.masked_video_sampler import SamplingSettings, rollout
 from world_models.model_io import build_model, save_model
 from world_models.runs import apply_overrides, prepare_run
+from world_models.tensorboard_media import log_real_over_dream
 from world_models.trainer import Batch, TrainConfig, Trainer
 
 GENERATED = "generated"
@@ -101,8 +102,7 @@ def show_rollout(
     context = max(1, frames.shape[1] // 2)
     settings = SamplingSettings.from_model(model, num_steps=8)
     dream = rollout(model, frames, batch["action"][:1], batch["labeled"][:1], context, settings)
-    grid = torch.cat([frames[0, context:], dream[0]], dim=1)  # (T, 2H, W, C)
-    writer.add_images("masked_video/real_over_dream", grid, step, dataformats="NHWC")
+    log_real_over_dream(writer, "masked_video", frames[0, context:], dream[0], step)
 
 
 def default_masked_video_spec(action_space: gym.Space, overrides: dict[str, Any]) -> dict:
