@@ -8,6 +8,7 @@ import json
 import gymnasium as gym
 import numpy as np
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import envs  # noqa: F401
 from data_collection.recording import collect
@@ -74,6 +75,8 @@ def trained(tmp_path_factory):
         "3",
         "--horizon",
         "7",
+        "--image-every",
+        "3",
         *TINY_DYNAMICS,
         *FAST,
     )
@@ -86,6 +89,10 @@ def test_training_writes_models_checkpoints_and_a_bundle(trained):
         assert (run / "checkpoints" / "latest").is_file()
         assert list((run / "tensorboard").iterdir())
         assert json.loads((run / "run.json").read_text())["train"]["steps"] == 3
+    events = EventAccumulator(str(dyn / "tensorboard"))
+    events.Reload()
+    assert "dynamics/dream_video" in events.Tags()["images"]
+    assert events.Scalars("dynamics/dream_psnr")[0].step == 3
     bundle = load_bundle(dyn / "bundle")
     assert bundle.config["env_id"] == "MiniGridPixels-Empty-8x8-v0"
     assert bundle.config["horizon"] == 7
