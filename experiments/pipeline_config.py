@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -165,16 +166,32 @@ def validate_config(raw: Any, default_experiment: str = "pipeline") -> dict[str,
     return config
 
 
+def unfinished_run(root: str | os.PathLike, experiment: str) -> Path | None:
+    """The newest run folder of `experiment` under `root` if its report stage is not done."""
+    runs = sorted(p for p in Path(root, experiment).glob("*") if (p / "config.json").is_file())
+    if not runs:
+        return None
+    marker = runs[-1] / "stages" / "report.json"
+    try:
+        done = json.loads(marker.read_text()).get("status") == "done"
+    except (OSError, ValueError):
+        done = False
+    return None if done else runs[-1]
+
+
 def prepare(
     config_arg: str | None,
     out: str | None = None,
     resume_dir: str | None = None,
     device: str | None = None,
     root: str = "runs",
+    new: bool = False,
 ) -> tuple[dict[str, Any], Path]:
     """(config, run folder): the config from `config_arg` or, when resuming without one, the
-    run folder's `config.json`; the folder is `out`, `resume_dir` (must hold a run) or a new
-    `root/<experiment>/<time>/`. `device` overrides the config's."""
+    run folder's `config.json`; the folder is `out`, `resume_dir` (must hold a run), else the
+    newest unfinished run of the experiment under `root` (so rerunning after a crash or Ctrl-C
+    continues it), else a new `root/<experiment>/<time>/`; `new` always starts a new one.
+    `device` overrides the config's."""
     from world_models.runs import new_run_dir
 
     if out and resume_dir:
@@ -190,5 +207,10 @@ def prepare(
         raise ValueError(f"give a CONFIG (a file or one of {config_names()}), or --resume-dir")
     if device:
         config["device"] = device
-    run_dir = Path(folder) if folder else new_run_dir(root, config["experiment"])
-    return config, run_dir
+    if folder:
+        return config, Path(folder)
+    earlier = None if new else unfinished_run(root, config["experiment"])
+    if earlier is not None:
+        print(f"continuing the unfinished run {earlier} (--new starts a fresh one)", flush=True)
+        return config, earlier
+    return config, new_run_dir(root, config["experiment"])

@@ -11,7 +11,7 @@ import pytest
 
 from experiments.cli import main
 from experiments.pipeline import StageFailed, read_marker, run_pipeline
-from experiments.pipeline_config import config_names, load_config, validate_config
+from experiments.pipeline_config import config_names, load_config, prepare, validate_config
 from experiments.pipeline_stages import STAGE_NAMES
 
 
@@ -133,6 +133,23 @@ def test_cli_resumes_a_run_folder(run_copy, capsys):
     out = capsys.readouterr().out
     assert out.count("done, skipped") == len(STAGE_NAMES)
     assert "| ppo | PPO in the dream |" in out and "report.md" in out
+
+
+def test_a_plain_rerun_continues_the_newest_unfinished_run(finished, tmp_path):
+    config, run_dir, _ = finished
+    root = tmp_path / "runs"
+    older, newest = root / "tiny" / "20260101-000000", root / "tiny" / "20260102-000000"
+    shutil.copytree(run_dir, older)
+    shutil.copytree(run_dir, newest)
+    # the newest run finished: a plain rerun starts a new folder
+    _, fresh = prepare("tiny", root=str(root))
+    assert fresh not in (older, newest) and fresh.parent == root / "tiny"
+    fresh.rmdir()
+    # the newest run was cut off before its report: a plain rerun continues it
+    (newest / "stages" / "report.json").unlink()
+    assert prepare("tiny", root=str(root)) == (config, newest)
+    _, forced = prepare("tiny", root=str(root), new=True)
+    assert forced not in (older, newest)
 
 
 def test_shipped_configs_are_valid():

@@ -17,8 +17,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", default="doorkey-cpu", help="pipeline config (default: doorkey-cpu)"
     )
-    parser.add_argument(
-        "--out", help="run folder (default: runs/<experiment>/<time>/); an existing run resumes"
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--out",
+        help="run folder (default: the newest unfinished demo run, else a new "
+        "runs/<experiment>/<time>/); an existing run resumes",
+    )
+    where.add_argument(
+        "--new", action="store_true", help="start a new run folder even if one is unfinished"
     )
     parser.add_argument(
         "--ppo-steps", type=int, default=2048, help="PPO steps in Dream-League-v0 (default 2048)"
@@ -40,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    config, run_dir = prepare(args.config, args.out)
+    config, run_dir = prepare(args.config, args.out, new=args.new)
     if not execute(config, run_dir):
         return 1
     print(f"\n{summary_tables(run_dir)}\n\nreport: {run_dir / 'report.md'}\n")

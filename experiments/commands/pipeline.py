@@ -28,9 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
-        "--out", help="run folder (default: runs/<experiment>/<time>/); an existing run resumes"
+        "--out",
+        help="run folder (default: the experiment's newest unfinished run, else a new "
+        "runs/<experiment>/<time>/); an existing run resumes",
     )
     where.add_argument("--resume-dir", help="run folder of an earlier run to continue")
+    where.add_argument(
+        "--new", action="store_true", help="start a new run folder even if one is unfinished"
+    )
     parser.add_argument(
         "--from",
         dest="start",
@@ -70,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    config, run_dir = prepare(args.config, args.out, args.resume_dir, args.device)
+    config, run_dir = prepare(args.config, args.out, args.resume_dir, args.device, new=args.new)
     if not execute(config, run_dir, args.start):
         return 1
     print(f"\n{summary_tables(run_dir)}\n\nreport: {run_dir / 'report.md'}")
