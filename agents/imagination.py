@@ -116,6 +116,9 @@ class Imagination:
         decisions: list[dict[str, Any]] = []
         current: dict[int, dict[str, Any]] = {}
         finished: list[float] = []
+        # every rollout starts new chunks: each executed action is then part of a decision
+        # made (and scored) in this rollout
+        self.used[:] = execute
         self.policy.eval()
         for t in range(cfg.rollout_steps):
             replan = np.flatnonzero(self.used >= execute)

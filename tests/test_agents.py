@@ -127,30 +127,25 @@ def test_sb3_ppo_trains_in_dream_env(bundle, tmp_path):
 
 def tiny_policy(**kw) -> DiffusionPolicy:
     torch.manual_seed(0)
+    settings = dict(horizon=2, dim=16, depth=1, num_heads=2, steps=2, execute=1) | kw
     cfg = DiffusionPolicyConfig(
-        obs_spec=obs_spec(IMAGE),
-        action_spec=space_to_spec(ACTIONS),
-        horizon=2,
-        dim=16,
-        depth=1,
-        num_heads=2,
-        steps=2,
-        execute=1,
-        **kw,
+        obs_spec=obs_spec(IMAGE), action_spec=space_to_spec(ACTIONS), **settings
     )
     return DiffusionPolicy(cfg)
 
 
-def test_imagination_updates_policy(bundle, tmp_path):
+@pytest.mark.parametrize("execute, rollout_steps", [(1, 4), (2, 3)])
+def test_imagination_updates_policy(bundle, execute, rollout_steps):
+    """(2, 3): every rollout ends in the middle of an action chunk."""
     from gymnasium.vector import AutoresetMode
 
     from agents.imagination import Imagination, ImaginationConfig
     from envs.dream_vector import DreamVectorEnv
 
-    policy = tiny_policy()
+    policy = tiny_policy(execute=execute)
     before = [p.detach().clone() for p in policy.parameters()]
     venv = DreamVectorEnv(2, bundle=bundle, autoreset_mode=AutoresetMode.SAME_STEP)
-    cfg = ImaginationConfig(num_envs=2, rollout_steps=4, lr=1e-3, value_dim=16)
+    cfg = ImaginationConfig(num_envs=2, rollout_steps=rollout_steps, lr=1e-3, value_dim=16)
     loop = Imagination(policy, venv, cfg)
     try:
         metrics = [loop.update(loop.rollout()) for _ in range(2)]
