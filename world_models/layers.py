@@ -45,10 +45,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dtype = x.dtype
-        x = x.float()
-        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (x * self.weight.float()).to(dtype)  # keeps the input dtype (bf16 autocast)
+        # x * rsqrt(mean(x^2) + eps) * weight in float32, fused; keeps the input dtype (bf16)
+        dim = (x.shape[-1],)
+        return F.rms_norm(x.float(), dim, self.weight.float(), self.eps).to(x.dtype)
 
 
 class RotaryEmbedding(nn.Module):
