@@ -136,10 +136,9 @@ def train_sb3(
     overrides: dict[str, Any] | None = None,
     seed: int = 0,
     config_path: str | os.PathLike = CONFIG_PATH,
-    progress: bool = True,
 ) -> Path:
-    """Train an SB3 agent in `env_id` (dream or real), with SB3's progress bar unless
-    `progress` is False; saves and returns `run_dir/ALGO.zip`."""
+    """Train an SB3 agent in `env_id` (dream or real) with SB3's progress bar; saves and
+    returns `run_dir/ALGO.zip`."""
     from world_models.checkpoint import write_json
 
     run_dir = Path(run_dir)
@@ -166,7 +165,7 @@ def train_sb3(
             "seed": seed,
         },
     )
-    model.learn(total_timesteps=steps, callback=callback, progress_bar=progress)
+    model.learn(total_timesteps=steps, callback=callback, progress_bar=True)
     path = run_dir / f"{algo.lower()}.zip"
     model.save(str(path))
     venv.close()

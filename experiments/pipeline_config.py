@@ -168,15 +168,13 @@ def validate_config(raw: Any, default_experiment: str = "pipeline") -> dict[str,
 
 def unfinished_run(root: str | os.PathLike, experiment: str) -> Path | None:
     """The newest run folder of `experiment` under `root` if its report stage is not done."""
+    from experiments.pipeline import read_marker  # it imports this module
+
     runs = sorted(p for p in Path(root, experiment).glob("*") if (p / "config.json").is_file())
     if not runs:
         return None
-    marker = runs[-1] / "stages" / "report.json"
-    try:
-        done = json.loads(marker.read_text()).get("status") == "done"
-    except (OSError, ValueError):
-        done = False
-    return None if done else runs[-1]
+    marker = read_marker(runs[-1], "report")
+    return None if marker and marker.get("status") == "done" else runs[-1]
 
 
 def prepare(
