@@ -224,5 +224,24 @@ def test_load_trained_reads_model_folders_and_runs(trained, tmp_path):
         == load_trained(tok / "tokenizer", "x").num_latents
     )
     assert load_trained(dyn, "dynamics").config.depth == 2
-    with pytest.raises(CheckpointError, match="neither a model folder nor a training run"):
+    bundle = dyn / "bundle"
+    assert load_trained(bundle, "dynamics").config.depth == 2
+    with pytest.raises(CheckpointError, match="holds no 'policy' model"):
+        load_trained(bundle, "policy")
+    with pytest.raises(CheckpointError, match="neither a model, bundle nor training run"):
         load_trained(tmp_path, "tokenizer")
+
+
+def test_train_dynamics_continues_from_a_bundle(trained, tmp_path, capsys):
+    _, data, _, dyn = trained
+    bundle = dyn / "bundle"
+    args = ["train-dynamics", "--dataset", "test/empty-v0", "--data-dir", data, "--steps", "1"]
+    args += ["--tokenizer", bundle, "--init-from", bundle, "--lr", "0", *TINY_DYNAMICS, *FAST]
+    run_cli(*args, "--run-dir", tmp_path / "more")
+    source, tuned = load_bundle(bundle).models, load_bundle(tmp_path / "more" / "bundle").models
+    for name in ("tokenizer", "dynamics"):
+        for key, value in tuned[name].state_dict().items():
+            assert value.equal(source[name].state_dict()[key]), (name, key)
+    with pytest.raises(SystemExit):
+        main([str(a) for a in args] + ["--set", "dim=64", "--run-dir", str(tmp_path / "other")])
+    assert "dynamics architecture differs" in capsys.readouterr().err

@@ -91,16 +91,39 @@ def model_from_run(run_dir: str | os.PathLike, name: str) -> Any:
 
 
 def load_trained(path: str | os.PathLike, name: str) -> Any:
-    """A trained model from a model folder, or from a run folder: its exported `name/` when the
-    run finished, else its latest checkpoint."""
+    """A trained model from a model folder, a bundle folder (its model `name`), or a run
+    folder: its exported `name/` when the run finished, else its latest checkpoint."""
+    from world_models.bundle import FORMAT, load_bundle
     from world_models.checkpoint import CheckpointError
     from world_models.model_io import load_model
 
     path = Path(path)
     if (path / "config.json").is_file():
-        return load_model(path)
+        if read_json(path / "config.json").get("format") != FORMAT:
+            return load_model(path)
+        models = load_bundle(path).models
+        if name not in models:
+            raise CheckpointError(
+                f"bundle {path} holds no {name!r} model (it has {sorted(models)})"
+            )
+        return models[name]
     if (path / name / "config.json").is_file():
         return load_model(path / name)
     if (path / "run.json").is_file():
         return model_from_run(path, name)
-    raise CheckpointError(f"{path} is neither a model folder nor a training run folder")
+    raise CheckpointError(
+        f"{path} is neither a model, bundle nor training run folder (no config.json or run.json)"
+    )
+
+
+def load_initial_weights(model: Any, path: str | os.PathLike, name: str) -> None:
+    """Start `model` from the weights of the trained model `name` at `path` (`--init-from`)."""
+    source = load_trained(path, name)
+    try:
+        model.load_state_dict(source.state_dict())
+    except RuntimeError as err:
+        first = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), "")
+        raise ValueError(
+            f"--init-from {path}: its {name} architecture differs from this run's model; keep "
+            f"the architecture settings (dim, depth, ...) the same ({first} ...)"
+        ) from err

@@ -19,7 +19,7 @@ from data_collection.sequence_view import SequenceView, split_episodes
 from world_models.action_encoder import space_to_spec
 from world_models.bundle import save_bundle, start_contexts
 from world_models.model_io import build_model, save_model
-from world_models.runs import apply_overrides, load_trained, prepare_run
+from world_models.runs import apply_overrides, load_initial_weights, load_trained, prepare_run
 from world_models.tensorboard_media import log_real_over_dream
 from world_models.tokenizer import Tokenizer, video_to_float
 from world_models.trainer import Batch, TrainConfig, Trainer
@@ -85,9 +85,14 @@ def train_dynamics(
     holdout: float = 0.1,
     context_length: int = 1,
     horizon: int = 200,
+    init_from: str | os.PathLike | None = None,
     resume: bool = False,
 ) -> Path:
-    """Train (or resume) the dynamics model; returns the path of the exported bundle."""
+    """Train (or resume) the dynamics model; returns the path of the exported bundle.
+
+    tokenizer_path, init_from: model, bundle or run folders; init_from's dynamics weights start
+    this run (same architecture) with a fresh optimizer and schedule.
+    """
     run_dir = Path(run_dir)
     tokenizer = load_trained(tokenizer_path, "tokenizer")
     full = SequenceView(dataset_id, data_dir=data_dir)
@@ -98,6 +103,7 @@ def train_dynamics(
         "holdout": holdout,
         "context_length": context_length,
         "horizon": horizon,
+        "init_from": None if init_from is None else str(init_from),
         "train": dataclasses.asdict(train or TrainConfig()),
         "model": default_dynamics_spec(tokenizer, full, model_overrides or {}),
     }
@@ -106,6 +112,8 @@ def train_dynamics(
     train_view = SequenceView(dataset_id, data_dir=data_dir, episodes=train_ids)
 
     dynamics = build_model(settings["model"])
+    if settings.get("init_from") and not resume:
+        load_initial_weights(dynamics, settings["init_from"], "dynamics")
     objective = DynamicsObjective(tokenizer, dynamics)
     trainer = Trainer(
         objective,

@@ -31,7 +31,7 @@ from world_models.bundle import save_bundle, start_contexts
 from world_models.masked_video import MaskedVideoConfig, MaskedVideoModel, resize_frames
 from world_models.masked_video_sampler import SamplingSettings, rollout
 from world_models.model_io import build_model, save_model
-from world_models.runs import apply_overrides, prepare_run
+from world_models.runs import apply_overrides, load_initial_weights, prepare_run
 from world_models.tensorboard_media import log_real_over_dream
 from world_models.trainer import Batch, TrainConfig, Trainer
 
@@ -125,19 +125,6 @@ def _contexts(view: Any, settings: dict) -> dict[str, np.ndarray]:
     return start_contexts(view, count=64, length=length)
 
 
-def _load_initial_weights(model: MaskedVideoModel, path: str) -> None:
-    from world_models.video_prediction import load_masked_video
-
-    source = load_masked_video(path)
-    try:
-        model.load_state_dict(source.state_dict())
-    except RuntimeError as err:
-        raise ValueError(
-            f"--init-from {path}: its architecture differs from this run's model; keep the "
-            f"architecture settings (dim, depth, patch_size, ...) the same ({err})"
-        ) from err
-
-
 def _check_lengths(settings: dict[str, Any]) -> None:
     seq_len, max_frames = settings["train"]["seq_len"], settings["model"]["config"]["max_frames"]
     if seq_len > max_frames:
@@ -195,7 +182,7 @@ def train_masked_video(
     model = build_model(settings["model"])
     config = model.config
     if settings["init_from"] and not resume:
-        _load_initial_weights(model, settings["init_from"])
+        load_initial_weights(model, settings["init_from"], "masked_video")
     view = None
     if full is None:
         data = settings["data"]

@@ -13,7 +13,7 @@ HELP = (
 )
 KINDS = ("dreamer", "masked-video")
 # options of --kind masked-video only; unset ones take train_masked_video's defaults
-MASKED_VIDEO_OPTIONS = ("max_speed", "speed", "init_from")
+MASKED_VIDEO_OPTIONS = ("max_speed", "speed")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +29,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="Minari dataset id; with --kind masked-video also 'generated' (fresh Moving MNIST)",
     )
     parser.add_argument(
-        "--tokenizer", help="tokenizer folder, or a train-tokenizer run folder (--kind dreamer)"
+        "--tokenizer",
+        help="tokenizer, bundle or train-tokenizer run folder (--kind dreamer)",
+    )
+    parser.add_argument(
+        "--init-from",
+        help="model, bundle or run folder whose weights start the run (same architecture; "
+        "fresh optimizer and schedule), e.g. a shipped bundle to train further",
     )
     parser.add_argument(
         "--context-length",
@@ -57,10 +63,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         nargs=2,
         metavar=("LOW", "HIGH"),
         help="generated data: the digits' speed range in px/frame (default 1 2)",
-    )
-    group.add_argument(
-        "--init-from",
-        help="masked video model or bundle folder whose weights start the run (same architecture)",
     )
     add_train_arguments(parser, experiment="dynamics")
 
@@ -93,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         holdout=args.holdout,
         horizon=args.horizon,
+        init_from=args.init_from,
         resume=args.resume,
         **options,
     )
