@@ -35,7 +35,13 @@ DEFAULTS: dict[str, Any] = {
     "dynamics": {"model": {}, "train": {}, "context_length": 1, "horizon": 200},
     "eval_world_model": {"context": 4, "horizon": 16, "windows": 64, "num_steps": [4]},
     "policies": [],
-    "score": {"episodes": 20, "max_steps": None, "baselines": ["expert", "random"]},
+    # temperature: diffusion policies draw action tokens (> 0) or take the most likely (0)
+    "score": {
+        "episodes": 20,
+        "max_steps": None,
+        "baselines": ["expert", "random"],
+        "temperature": 0.0,
+    },
 }
 AGENT_DEFAULTS: dict[str, Any] = {
     "name": None,
@@ -162,6 +168,9 @@ def validate_config(raw: Any, default_experiment: str = "pipeline") -> dict[str,
     baselines = config["score"]["baselines"]
     if not isinstance(baselines, list) or not set(baselines) <= set(BASELINES):
         raise ValueError(f"score.baselines must be a list drawn from {BASELINES}")
+    temperature = config["score"]["temperature"]
+    if not isinstance(temperature, (int, float)) or temperature < 0:
+        raise ValueError(f"score.temperature must be a number >= 0, got {temperature!r}")
     config["policies"] = _check_agents(config["policies"], baselines)
     return config
 

@@ -216,6 +216,8 @@ def write_pipeline_report(
         _score_plot(scores, figures / "scores.png")
         s = config["score"]
         cap = f", at most {s['max_steps']} steps" if s["max_steps"] else ""
+        if s["temperature"]:
+            cap += f"; diffusion policies draw their actions at temperature {s['temperature']}"
         lines += [
             "",
             "## Policies in the real env",

@@ -216,13 +216,13 @@ def _score(ctx: Context) -> StageResult:
     for name, spec in specs.items():
         out = ctx.run_dir / "scores" / name
         results = evaluate_policy(
-            load_agent(spec, ctx.env_id, ctx.device),
+            load_agent(spec, ctx.env_id, ctx.device, temperature=s["temperature"]),
             ctx.env_id,
             s["episodes"],
             EVAL_SEED,
             out,
             s["max_steps"],
-            metadata={"policy": name},
+            metadata={"policy": name, "temperature": s["temperature"]},
         )
         ctx.log(f"  {name}: {format_results(results)}")
         outputs[name] = out / "results.json"

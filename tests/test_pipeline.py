@@ -97,6 +97,8 @@ def test_missing_output_reruns_its_stage(run_copy):
     statuses = run_pipeline(config, run_dir, log=quiet)
     assert (statuses["policies"], statuses["score"]) == ("skipped", "ran")
     assert (run_dir / "scores" / "random" / "results.json").is_file()
+    results = json.loads((run_dir / "scores" / "random" / "results.json").read_text())
+    assert results["temperature"] == 1.0  # tiny.json's score.temperature
 
 
 def test_failed_stage_keeps_earlier_outputs_and_is_named(run_copy, capsys):
@@ -169,6 +171,7 @@ def test_shipped_configs_are_valid():
         ({"tokenizer": {"train": {"stepz": 3}}}, "unknown setting"),
         ({"policies": [{"name": "a", "algo": "imagination", "init": "b"}]}, "earlier bc"),
         ({"policies": [{"name": "expert", "algo": "ppo"}]}, "already taken"),
+        ({"score": {"temperature": -1}}, "temperature must be a number >= 0"),
     ],
 )
 def test_config_errors_are_clear(change, message):
