@@ -109,6 +109,32 @@ def test_soft_cap_matches_fast_path_when_large() -> None:
     assert not torch.allclose(fast(x), capped(x), atol=1e-3)
 
 
+def _soft_capped_reference(attn: Attention, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The soft-capped attention written out: keys repeated per query head, then masked."""
+    b, n, _ = x.shape
+    h, h_kv, hd = attn.num_heads, attn.num_kv_heads, attn.head_dim
+    q = attn.q_norm(attn.q(x).view(b, n, h, hd).transpose(1, 2))
+    k, v = attn.kv(x).view(b, n, 2, h_kv, hd).permute(2, 0, 3, 1, 4)
+    k, v = attn.k_norm(k).repeat_interleave(h // h_kv, 1), v.repeat_interleave(h // h_kv, 1)
+    logits = attn.soft_cap * torch.tanh(q @ k.transpose(-2, -1) / hd**0.5 / attn.soft_cap)
+    logits = logits.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else logits + mask
+    out = logits.softmax(-1) @ v
+    return attn.proj(out.transpose(1, 2).reshape(b, n, -1))
+
+
+@pytest.mark.parametrize("mask_shape", [(6, 6), (2, 1, 6, 6), (2, 4, 6, 6), (1, 6, 6)])
+@pytest.mark.parametrize("additive", [False, True])
+def test_soft_capped_gqa_matches_reference(mask_shape: tuple, additive: bool) -> None:
+    torch.manual_seed(0)
+    attn = Attention(32, num_heads=4, num_kv_heads=2, soft_cap=2.0)
+    x = torch.randn(2, 6, 32)
+    mask = torch.rand(mask_shape) > 0.4
+    mask[..., 0] = True  # every query keeps a key
+    if additive:
+        mask = torch.zeros(mask_shape).masked_fill(~mask, float("-inf"))
+    assert torch.allclose(attn(x, mask=mask), _soft_capped_reference(attn, x, mask), atol=1e-5)
+
+
 def test_block_shapes_and_bad_heads() -> None:
     block = TransformerBlock(32, num_heads=4, num_kv_heads=2)
     y, kv = block(torch.randn(2, 3, 32), return_kv=True)

@@ -185,10 +185,11 @@ class Attention(nn.Module):
         mask: torch.Tensor | None,
         is_causal: bool,
     ) -> torch.Tensor:
-        groups = self.num_heads // self.num_kv_heads
-        if groups > 1:
-            k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
-        lq, lk = q.shape[2], k.shape[2]
+        """q (B, H, Lq, hd), k/v (B, H_kv, Lk, hd) -> (B, H, Lq, hd)."""
+        b, h, lq, hd = q.shape
+        h_kv, lk = k.shape[1], k.shape[2]
+        if is_causal and lq == 1:
+            is_causal = False  # bottom-right aligned: a single query sees every key
         if is_causal and (mask is not None or lq != lk or self.soft_cap is not None):
             causal = causal_mask(lq, lk, q.device)
             if mask is None:
@@ -199,16 +200,29 @@ class Attention(nn.Module):
                 mask = mask.masked_fill(~causal, float("-inf"))
             is_causal = False
         if self.soft_cap is None:
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
-        logits = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)
-        logits = self.soft_cap * torch.tanh(logits / self.soft_cap)
-        if mask is not None:
-            logits = (
-                logits.masked_fill(~mask, float("-inf"))
-                if mask.dtype == torch.bool
-                else (logits + mask)
+            return F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, is_causal=is_causal, enable_gqa=h != h_kv
             )
-        return logits.softmax(dim=-1) @ v
+        # GQA without copying keys: the G = H / H_kv query heads of a kv head share its keys.
+        groups = h // h_kv
+        q = q.reshape(b, h_kv, groups * lq, hd)
+        logits = (q @ k.transpose(-2, -1)).mul_(1 / (math.sqrt(hd) * self.soft_cap))
+        logits = (logits.tanh_() * self.soft_cap).view(b, h_kv, groups, lq, lk)
+        if mask is not None:
+            mask = _group_heads(mask, groups)
+            logits = (
+                logits.masked_fill(~mask, -math.inf) if mask.dtype == torch.bool else logits + mask
+            )
+        weights = logits.softmax(dim=-1).view(b, h_kv, groups * lq, lk)
+        return (weights @ v).view(b, h, lq, hd)
+
+
+def _group_heads(mask: torch.Tensor, groups: int) -> torch.Tensor:
+    """A mask broadcastable to (B, H, Lq, Lk) -> one broadcastable to (B, H_kv, G, Lq, Lk)."""
+    mask = mask.reshape((1,) * (4 - mask.ndim) + tuple(mask.shape))
+    if mask.shape[1] == 1:
+        return mask.unsqueeze(2)
+    return mask.unflatten(1, (mask.shape[1] // groups, groups))
 
 
 class TransformerBlock(nn.Module):
