@@ -169,6 +169,9 @@ def test_eval_and_export_from_a_run_folder(trained):
     )
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(metrics["dream_k4"]["psnr"]) == len(metrics["hold_last_frame"]["psnr"]) == 2
+    assert metrics["perceptual_backend"] == "stlpips"
+    assert len(metrics["hold_last_frame"]["perceptual"]) == 2
+    assert min(metrics["dream_k4"]["perceptual"]) > 0  # a 3-step model's dreams are not real
     assert (out / "psnr.png").is_file() and (out / "real_vs_dream.mp4").is_file()
     run_cli(
         "export-bundle",

@@ -2,8 +2,9 @@
 
 Open-loop, action-conditioned rollouts from real context: for each held-out window the model
 sees `context` real frames and imagines the next `horizon` from the recorded actions. Frames
-are scored per horizon (PSNR, SSIM) beside the hold-last-frame baseline in the same run, and
-the reward and continue heads against the recorded rewards and terminations.
+are scored per horizon (PSNR, SSIM, perceptual distance) beside the hold-last-frame baseline
+in the same run, and the reward and continue heads against the recorded rewards and
+terminations.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torch
 from data_collection.sequence_view import SequenceView, split_episodes
 from world_models.bundle import load_bundle
 from world_models.checkpoint import write_json
-from world_models.metrics import psnr, ssim
+from world_models.metrics import perceptual, psnr, ssim
 from world_models.tokenizer import video_to_float
 from world_models.world_model import WorldModel
 
@@ -55,8 +56,10 @@ def evaluate_world_model(
     holdout: float = 0.1,
     device: str = "cpu",
     seed: int = 0,
+    perceptual_backend: str = "stlpips",
 ) -> dict[str, Any]:
-    """Per-horizon PSNR/SSIM of dream vs hold-last-frame, and head accuracies, as a dict."""
+    """Per-horizon PSNR/SSIM/perceptual distance of dream vs hold-last-frame, and head
+    accuracies, as a dict. perceptual_backend: "stlpips" (offline), "lpips" or "none" (skip)."""
     bundle = load_bundle(bundle_path, device)
     full = SequenceView(dataset_id, data_dir=data_dir)
     _, test_ids = split_episodes(full.num_episodes, holdout, seed=0)
@@ -65,6 +68,13 @@ def evaluate_world_model(
     tensors = {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
     real = video_to_float(tensors["obs"][:, context:])  # (B, horizon, H, W, C)
     hold = video_to_float(tensors["obs"][:, context - 1 : context]).expand_as(real)
+
+    def frame_metrics(frames: torch.Tensor) -> dict[str, list[float]]:
+        metrics = {"psnr": psnr(frames, real), "ssim": ssim(frames, real)}
+        if perceptual_backend != "none":
+            metrics["perceptual"] = perceptual(frames, real, backend=perceptual_backend)
+        return {name: values.mean(0).tolist() for name, values in metrics.items()}
+
     results: dict[str, Any] = {
         "bundle": str(bundle_path),
         "dataset": dataset_id,
@@ -72,10 +82,8 @@ def evaluate_world_model(
         "windows": windows,
         "context": context,
         "horizon": list(range(1, horizon + 1)),
-        "hold_last_frame": {
-            "psnr": psnr(hold, real).mean(0).tolist(),
-            "ssim": ssim(hold, real).mean(0).tolist(),
-        },
+        "perceptual_backend": perceptual_backend,
+        "hold_last_frame": frame_metrics(hold),
     }
     tol = reward_tolerance(batch["reward"])
     true_reward = tensors["reward"][:, context:].float()
@@ -89,8 +97,7 @@ def evaluate_world_model(
         )
         dreams[k] = out.frame
         results[f"dream_k{k}"] = {
-            "psnr": psnr(out.frame, real).mean(0).tolist(),
-            "ssim": ssim(out.frame, real).mean(0).tolist(),
+            **frame_metrics(out.frame),
             "reward_accuracy": ((out.reward - true_reward).abs() <= tol).float().mean().item(),
             "reward_mae": (out.reward - true_reward).abs().mean().item(),
             "continue_accuracy": ((out.cont > 0.5) == true_cont).float().mean().item(),
@@ -113,15 +120,16 @@ def write_report(results: dict[str, Any], out_dir: str | os.PathLike) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     frames = results.pop("_frames")
     write_json(out_dir / "metrics.json", results)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, metric in zip(axes, ("psnr", "ssim"), strict=True):
+    metrics = [m for m in ("psnr", "ssim", "perceptual") if m in results["hold_last_frame"]]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4))
+    for ax, metric in zip(axes, metrics, strict=True):
         ax.plot(
             results["horizon"], results["hold_last_frame"][metric], "k--", label="hold last frame"
         )
         for key in (k for k in results if k.startswith("dream_k")):
             ax.plot(results["horizon"], results[key][metric], label=key.replace("_", " K="))
         ax.set_xlabel("horizon (frames)")
-        ax.set_ylabel(metric.upper())
+        ax.set_ylabel(metric.upper() if metric != "perceptual" else "perceptual distance")
         ax.legend()
     fig.tight_layout()
     fig.savefig(out_dir / "psnr.png", dpi=100)
@@ -133,21 +141,25 @@ def write_report(results: dict[str, Any], out_dir: str | os.PathLike) -> Path:
 
 
 def summary_table(results: dict[str, Any], every: int = 4) -> str:
-    """A Markdown table of PSNR per horizon (every `every`-th frame) and head accuracies."""
+    """A Markdown table of PSNR per horizon (every `every`-th frame), mean SSIM and perceptual
+    distance (when measured), and head accuracies."""
     cols = [h for h in results["horizon"] if h == 1 or h % every == 0]
     rows = [("hold last frame", results["hold_last_frame"])]
     rows += [
         (k.replace("dream_k", "dream K="), v) for k, v in results.items() if k.startswith("dream_k")
     ]
+    means = ["ssim", "perceptual"] if "perceptual" in rows[0][1] else ["ssim"]
     head = (
         "| model | "
         + " | ".join(f"PSNR@{h}" for h in cols)
-        + " | SSIM mean | reward acc | cont acc |"
+        + "".join(f" | {m.upper() if m == 'ssim' else m} mean" for m in means)
+        + " | reward acc | cont acc |"
     )
-    lines = [head, "|" + "---|" * (len(cols) + 4)]
+    lines = [head, "|" + "---|" * (len(cols) + len(means) + 3)]
     for name, r in rows:
         psnrs = " | ".join(f"{r['psnr'][h - 1]:.2f}" for h in cols)
+        avgs = " | ".join(f"{np.mean(r[m]):.3f}" for m in means)
         rew = f"{r['reward_accuracy']:.3f}" if "reward_accuracy" in r else "-"
         cont = f"{r['continue_accuracy']:.3f}" if "continue_accuracy" in r else "-"
-        lines.append(f"| {name} | {psnrs} | {np.mean(r['ssim']):.3f} | {rew} | {cont} |")
+        lines.append(f"| {name} | {psnrs} | {avgs} | {rew} | {cont} |")
     return "\n".join(lines)

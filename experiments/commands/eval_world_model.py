@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from world_models.perceptual import BACKENDS
+
 NAME = "eval-world-model"
 HELP = (
     "Score a world-model bundle per horizon beside hold-last-frame, plus its reward/continue heads."
@@ -25,6 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[4],
         help="shortcut steps K to compare, e.g. 4 64",
     )
+    parser.add_argument(
+        "--perceptual",
+        choices=BACKENDS,
+        default="stlpips",
+        help="perceptual distance per frame: stlpips (offline, default), lpips (optional extra), "
+        "none (skip)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", help="report folder (default: <bundle>/eval)")
 
@@ -41,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         windows=args.windows,
         num_steps=tuple(args.num_steps),
         device=args.device,
+        perceptual_backend=args.perceptual,
     )
     out = write_report(results, args.out or Path(args.bundle) / "eval")
     print(summary_table(results))

@@ -10,7 +10,7 @@ HELP = "Pack a trained tokenizer + dynamics model + real start contexts into a b
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--tokenizer", required=True, help="tokenizer folder, or a train-tokenizer run folder"
+        "--tokenizer", required=True, help="tokenizer, bundle or train-tokenizer run folder"
     )
     parser.add_argument(
         "--dynamics",
