@@ -160,10 +160,27 @@ def test_kv_cache_matches_full_forward() -> None:
         assert torch.allclose(agent_t[:, 0], agent_full[:, t], atol=1e-5)
 
 
-def test_start_step_equal_uncached_rollout() -> None:
+@pytest.mark.parametrize("action_in_latents", [False, True])
+def test_action_in_latents_conditions_the_latent_tokens(action_in_latents: bool) -> None:
+    model = make_model(action_in_latents=action_in_latents)
+    latents, action, labeled, *_ = batch()
+    tau, d = torch.ones(2, 4), torch.full((2, 4), 0.125)
+    tokens = [
+        model.net.tokens(latents, tau, d, model.net.action(a, labeled))
+        for a in (action, action + 0)
+    ]
+    other = model.net.tokens(latents, tau, d, model.net.action((action + 1) % 5, labeled))
+    assert torch.equal(tokens[0], tokens[1])
+    changed = (other - tokens[0]).abs().amax(-1)[:, 1:]  # (B, T - 1, S): labeled frames
+    assert bool((changed[..., N] > 0).all())  # the action token always
+    assert bool((changed[..., :N] > 0).all()) == action_in_latents
+
+
+@pytest.mark.parametrize("action_in_latents", [False, True])
+def test_start_step_equal_uncached_rollout(action_in_latents: bool) -> None:
     """start + step (K = 1) reproduce a full forward over context frames re-noised to tau_ctx
     and generated frames written once, re-noised to tau_ctx (noise drawn in the same order)."""
-    model = make_model()
+    model = make_model(action_in_latents=action_in_latents)
     cfg = model.config
     latents, action, labeled, *_ = batch(t=5)
     state = model.start(

@@ -59,6 +59,9 @@ class DynamicsConfig:
     time_attention_every: int = 4  # causal time attention in layers k-1, 2k-1, ...
     num_registers: int = 4
     num_agent_tokens: int = 1
+    # Also add each frame's action embedding to its latent tokens (as DIAMOND / Genie condition
+    # every token); False is the paper: actions enter only through their own token.
+    action_in_latents: bool = False
     attn_soft_cap: float | None = 50.0  # attention logit soft-capping (paper); None: fast path
     k_max: int = 64  # finest step d_min = 1 / k_max
     context_length: int = 32  # frames kept in the KV cache at inference

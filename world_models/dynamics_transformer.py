@@ -3,7 +3,8 @@
 Tokens per frame (S of them), in this order:
     N latent tokens (linear from D to dim) | 1 action token | R registers | 1 (tau, d) token |
     A agent tokens
-plus a learned embedding per slot. Every layer has space attention among the S tokens of a
+plus a learned embedding per slot; with `action_in_latents` the action embedding is also added
+to the frame's latent tokens. Every layer has space attention among the S tokens of a
 frame; every `time_attention_every`-th layer (layers k-1, 2k-1, ...) first has causal time
 attention, where each slot attends to the same slot in past frames and the current one (RoPE
 over frame positions). Agent tokens read every token; no other token reads them (space mask;
@@ -93,6 +94,7 @@ class SpaceTimeTransformer(nn.Module):
         super().__init__()
         dim, n = cfg.dim, cfg.num_latents
         self.num_latents = n
+        self.action_in_latents = cfg.action_in_latents
         self.num_agents = cfg.num_agent_tokens
         self.num_slots = n + 2 + cfg.num_registers + cfg.num_agent_tokens
         self.latent_in = nn.Linear(cfg.latent_dim, dim)
@@ -120,9 +122,12 @@ class SpaceTimeTransformer(nn.Module):
         """z (B, T, N, D), tau/d (B, T), action_emb (B, T, dim) -> tokens (B, T, S, dim)."""
         b, t = z.shape[:2]
         extra = (b, t, -1, -1)
+        latents = self.latent_in(z)  # (B, T, N, dim)
+        if self.action_in_latents:
+            latents = latents + action_emb.unsqueeze(2)
         x = torch.cat(
             (
-                self.latent_in(z),
+                latents,
                 action_emb.unsqueeze(2),
                 self.registers.expand(*extra),
                 self.noise_level(tau, d).unsqueeze(2),
