@@ -172,6 +172,7 @@ def test_eval_and_export_from_a_run_folder(trained):
     assert metrics["perceptual_backend"] == "stlpips"
     assert len(metrics["hold_last_frame"]["perceptual"]) == 2
     assert min(metrics["dream_k4"]["perceptual"]) > 0  # a 3-step model's dreams are not real
+    assert metrics["other_actions"]["num_steps"] == 1 and len(metrics["other_actions"]["psnr"]) == 2
     assert (out / "psnr.png").is_file() and (out / "real_vs_dream.mp4").is_file()
     run_cli(
         "export-bundle",

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from data_collection.sequence_view import SequenceView, split_episodes
-from world_models.bundle import load_bundle
+from world_models.bundle import Bundle, load_bundle
 from world_models.checkpoint import write_json
 from world_models.metrics import perceptual, psnr, ssim
 from world_models.tokenizer import video_to_float
-from world_models.world_model import WorldModel
+from world_models.world_model import Imagined, WorldModel
 
 
 def _windows(view: SequenceView, count: int, length: int, seed: int) -> dict[str, np.ndarray]:
@@ -29,6 +29,20 @@ def _windows(view: SequenceView, count: int, length: int, seed: int) -> dict[str
 
 
 CONTINUOUS_REWARD_VALUES = 64  # more distinct reward values than this: a dense, real reward
+
+
+def _imagine(
+    bundle: Bundle,
+    tensors: dict[str, torch.Tensor],
+    action: torch.Tensor,
+    context: int,
+    num_steps: int,
+    seed: int,
+) -> Imagined:
+    """Open-loop rollout of the windows from `context` real frames, driven by `action`."""
+    model = WorldModel(bundle.models["tokenizer"], bundle.models["dynamics"], num_steps=num_steps)
+    generator = torch.Generator(tensors["obs"].device).manual_seed(seed)
+    return model.imagine(tensors["obs"], action, tensors["labeled"], context, generator)
 
 
 def reward_tolerance(rewards: np.ndarray) -> float:
@@ -90,11 +104,7 @@ def evaluate_world_model(
     true_cont = ~tensors["is_terminal"][:, context:]
     dreams = {}
     for k in num_steps:
-        model = WorldModel(bundle.models["tokenizer"], bundle.models["dynamics"], num_steps=k)
-        generator = torch.Generator(device).manual_seed(seed)
-        out = model.imagine(
-            tensors["obs"], tensors["action"], tensors["labeled"], context, generator
-        )
+        out = _imagine(bundle, tensors, tensors["action"], context, k, seed)
         dreams[k] = out.frame
         results[f"dream_k{k}"] = {
             **frame_metrics(out.frame),
@@ -103,6 +113,14 @@ def evaluate_world_model(
             "continue_accuracy": ((out.cont > 0.5) == true_cont).float().mean().item(),
         }
     results["reward_tolerance"] = tol
+    # Does the model use its actions? Each window's context, driven on by another window's
+    # recorded actions: a model that ignores its actions scores as well as with the right ones.
+    k = num_steps[0]
+    other = torch.cat(
+        (tensors["action"][:, :context], tensors["action"][:, context:].roll(1, 0)), 1
+    )
+    frames = _imagine(bundle, tensors, other, context, k, seed).frame
+    results["other_actions"] = {"num_steps": k, "psnr": psnr(frames, real).mean(0).tolist()}
     results["_frames"] = {"real": real, "dream": dreams[num_steps[0]], "hold": hold}
     return results
 
@@ -142,12 +160,16 @@ def write_report(results: dict[str, Any], out_dir: str | os.PathLike) -> Path:
 
 def summary_table(results: dict[str, Any], every: int = 4) -> str:
     """A Markdown table of PSNR per horizon (every `every`-th frame), mean SSIM and perceptual
-    distance (when measured), and head accuracies."""
+    distance (when measured), and head accuracies; last, the dream driven by other windows'
+    actions (PSNR only)."""
     cols = [h for h in results["horizon"] if h == 1 or h % every == 0]
     rows = [("hold last frame", results["hold_last_frame"])]
     rows += [
         (k.replace("dream_k", "dream K="), v) for k, v in results.items() if k.startswith("dream_k")
     ]
+    if "other_actions" in results:
+        other = results["other_actions"]
+        rows.append((f"dream K={other['num_steps']}, other windows' actions", other))
     means = ["ssim", "perceptual"] if "perceptual" in rows[0][1] else ["ssim"]
     head = (
         "| model | "
@@ -158,7 +180,7 @@ def summary_table(results: dict[str, Any], every: int = 4) -> str:
     lines = [head, "|" + "---|" * (len(cols) + len(means) + 3)]
     for name, r in rows:
         psnrs = " | ".join(f"{r['psnr'][h - 1]:.2f}" for h in cols)
-        avgs = " | ".join(f"{np.mean(r[m]):.3f}" for m in means)
+        avgs = " | ".join(f"{np.mean(r[m]):.3f}" if m in r else "-" for m in means)
         rew = f"{r['reward_accuracy']:.3f}" if "reward_accuracy" in r else "-"
         cont = f"{r['continue_accuracy']:.3f}" if "continue_accuracy" in r else "-"
         lines.append(f"| {name} | {psnrs} | {avgs} | {rew} | {cont} |")
