@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -35,7 +36,8 @@ DEFAULTS: dict[str, Any] = {
     "dynamics": {"model": {}, "train": {}, "context_length": 1, "horizon": 200},
     "eval_world_model": {"context": 4, "horizon": 16, "windows": 64, "num_steps": [4]},
     "policies": [],
-    # temperature: diffusion policies draw action tokens (> 0) or take the most likely (0)
+    # temperature: diffusion policies draw action tokens (> 0) or take the most likely (0);
+    # the DoorKey configs use 1, since argmax policies can loop in place forever
     "score": {
         "episodes": 20,
         "max_steps": None,
@@ -169,7 +171,9 @@ def validate_config(raw: Any, default_experiment: str = "pipeline") -> dict[str,
     if not isinstance(baselines, list) or not set(baselines) <= set(BASELINES):
         raise ValueError(f"score.baselines must be a list drawn from {BASELINES}")
     temperature = config["score"]["temperature"]
-    if not isinstance(temperature, (int, float)) or temperature < 0:
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+        raise ValueError(f"score.temperature must be a number >= 0, got {temperature!r}")
+    if not 0 <= temperature < math.inf:
         raise ValueError(f"score.temperature must be a number >= 0, got {temperature!r}")
     config["policies"] = _check_agents(config["policies"], baselines)
     return config

@@ -204,7 +204,7 @@ def write_pipeline_report(
             "",
             summary_table(world_model),
             "",
-            f"![PSNR and SSIM per horizon]({e['plot']})",
+            f"![PSNR, SSIM and perceptual distance per horizon]({e['plot']})",
         ]
         if gif:
             lines += [

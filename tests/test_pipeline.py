@@ -172,6 +172,7 @@ def test_shipped_configs_are_valid():
         ({"policies": [{"name": "a", "algo": "imagination", "init": "b"}]}, "earlier bc"),
         ({"policies": [{"name": "expert", "algo": "ppo"}]}, "already taken"),
         ({"score": {"temperature": -1}}, "temperature must be a number >= 0"),
+        ({"score": {"temperature": True}}, "temperature must be a number >= 0"),
     ],
 )
 def test_config_errors_are_clear(change, message):

@@ -117,10 +117,11 @@ def test_trainer_writes_a_loadable_bundle(tmp_path) -> None:
         train_masked_video("generated", tmp_path / "run", train, TINY)
     start = TrainConfig(steps=0, seq_len=4)
     tuned = {**TINY, "max_frames": 4, "context_corrupt_max": 0.1}
-    copy = train_masked_video("generated", tmp_path / "ft", start, tuned, init_from=bundle)
+    with pytest.warns(UserWarning, match=r"differ in \['context_corrupt_max'\]"):
+        copy = train_masked_video("generated", tmp_path / "ft", start, tuned, init_from=bundle)
     for key, value in load_masked_video(copy).state_dict().items():
         assert torch.equal(value, loaded.models["masked_video"].state_dict()[key]), key
-    with pytest.raises(ValueError, match="architecture"):
+    with pytest.raises(ValueError, match="architecture"), pytest.warns(UserWarning):
         train_masked_video(
             "generated", tmp_path / "ft2", start, {**tuned, "dim": 64}, init_from=bundle
         )

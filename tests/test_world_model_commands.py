@@ -246,6 +246,10 @@ def test_train_dynamics_continues_from_a_bundle(trained, tmp_path, capsys):
     for name in ("tokenizer", "dynamics"):
         for key, value in tuned[name].state_dict().items():
             assert value.equal(source[name].state_dict()[key]), (name, key)
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit), pytest.warns(UserWarning, match="differ in"):
         main([str(a) for a in args] + ["--set", "dim=64", "--run-dir", str(tmp_path / "other")])
     assert "dynamics architecture differs" in capsys.readouterr().err
+    args[args.index("--init-from") + 1] = dyn / "bundle" / ".." / ".." / "tok" / "tokenizer"
+    with pytest.raises(SystemExit):
+        main([str(a) for a in args] + ["--run-dir", str(tmp_path / "third")])
+    assert "holds a 'cnn-tokenizer' model, not a 'dynamics'" in capsys.readouterr().err

@@ -115,14 +115,28 @@ def evaluate_world_model(
     results["reward_tolerance"] = tol
     # Does the model use its actions? Each window's context, driven on by another window's
     # recorded actions: a model that ignores its actions scores as well as with the right ones.
-    k = num_steps[0]
+    if windows > 1:
+        results["other_actions"] = _other_actions(
+            bundle, tensors, real, context, num_steps[0], seed
+        )
+    results["_frames"] = {"real": real, "dream": dreams[num_steps[0]], "hold": hold}
+    return results
+
+
+def _other_actions(
+    bundle: Bundle,
+    tensors: dict[str, torch.Tensor],
+    real: torch.Tensor,
+    context: int,
+    k: int,
+    seed: int,
+) -> dict[str, Any]:
+    """PSNR per horizon of the dream driven by the next window's actions after the context."""
     other = torch.cat(
         (tensors["action"][:, :context], tensors["action"][:, context:].roll(1, 0)), 1
     )
     frames = _imagine(bundle, tensors, other, context, k, seed).frame
-    results["other_actions"] = {"num_steps": k, "psnr": psnr(frames, real).mean(0).tolist()}
-    results["_frames"] = {"real": real, "dream": dreams[num_steps[0]], "hold": hold}
-    return results
+    return {"num_steps": k, "psnr": psnr(frames, real).mean(0).tolist()}
 
 
 def write_report(results: dict[str, Any], out_dir: str | os.PathLike) -> Path:

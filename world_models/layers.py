@@ -199,12 +199,12 @@ class Attention(nn.Module):
             else:
                 mask = mask.masked_fill(~causal, float("-inf"))
             is_causal = False
-        if self.soft_cap is None:
-            return F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, is_causal=is_causal, enable_gqa=h != h_kv
-            )
-        # GQA without copying keys: the G = H / H_kv query heads of a kv head share its keys.
         groups = h // h_kv
+        if self.soft_cap is None:
+            if groups > 1:
+                k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+        # GQA without copying keys: the G = H / H_kv query heads of a kv head share its keys.
         q = q.reshape(b, h_kv, groups * lq, hd)
         logits = (q @ k.transpose(-2, -1)).mul_(1 / (math.sqrt(hd) * self.soft_cap))
         logits = (logits.tanh_() * self.soft_cap).view(b, h_kv, groups, lq, lk)

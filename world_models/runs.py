@@ -117,8 +117,21 @@ def load_trained(path: str | os.PathLike, name: str) -> Any:
 
 
 def load_initial_weights(model: Any, path: str | os.PathLike, name: str) -> None:
-    """Start `model` from the weights of the trained model `name` at `path` (`--init-from`)."""
+    """Start `model` from the weights of the trained model `name` at `path` (`--init-from`).
+    Settings that hold no weights may differ (e.g. loss scales); they are named in a warning."""
+    import warnings
+
+    from world_models.model_io import kind_of, model_spec
+
     source = load_trained(path, name)
+    if kind_of(source) != kind_of(model):
+        raise ValueError(
+            f"--init-from {path}: holds a {kind_of(source)!r} model, not a {kind_of(model)!r}"
+        )
+    ours, theirs = model_spec(model)["config"], model_spec(source)["config"]
+    changed = sorted(k for k in ours if ours[k] != theirs.get(k))
+    if changed:
+        warnings.warn(f"--init-from {path}: this run's settings differ in {changed}", stacklevel=2)
     try:
         model.load_state_dict(source.state_dict())
     except RuntimeError as err:

@@ -18,6 +18,7 @@ from torch.utils.tensorboard import SummaryWriter
 from data_collection.sequence_view import SequenceView, split_episodes
 from world_models.action_encoder import space_to_spec
 from world_models.bundle import save_bundle, start_contexts
+from world_models.checkpoint import latest_checkpoint
 from world_models.model_io import build_model, save_model
 from world_models.runs import apply_overrides, load_initial_weights, load_trained, prepare_run
 from world_models.tensorboard_media import log_real_over_dream
@@ -112,7 +113,7 @@ def train_dynamics(
     train_view = SequenceView(dataset_id, data_dir=data_dir, episodes=train_ids)
 
     dynamics = build_model(settings["model"])
-    if settings.get("init_from") and not resume:
+    if settings.get("init_from") and latest_checkpoint(run_dir) is None:
         load_initial_weights(dynamics, settings["init_from"], "dynamics")
     objective = DynamicsObjective(tokenizer, dynamics)
     trainer = Trainer(

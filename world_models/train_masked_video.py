@@ -28,6 +28,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from envs.moving_mnist import CANVAS
 from world_models.bundle import save_bundle, start_contexts
+from world_models.checkpoint import latest_checkpoint
 from world_models.masked_video import MaskedVideoConfig, MaskedVideoModel, resize_frames
 from world_models.masked_video_sampler import SamplingSettings, rollout
 from world_models.model_io import build_model, save_model
@@ -152,9 +153,9 @@ def train_masked_video(
 
     dataset: "generated" (fresh Moving MNIST train-digit sequences; `max_speed` and `speed` as
     in `generate_sequences`) or a Minari dataset id (held-out episodes by `holdout`).
-    init_from: a masked video model or bundle folder whose weights start this run (same
-    architecture; training settings such as the objective mix may differ), with a fresh
-    optimizer and schedule.
+    init_from: a masked video model, bundle or finished run folder whose weights start this
+    run (same architecture; training settings such as the objective mix may differ), with a
+    fresh optimizer and schedule.
     """
     run_dir = Path(run_dir)
     if dataset == GENERATED:
@@ -181,7 +182,7 @@ def train_masked_video(
     _check_lengths(settings)
     model = build_model(settings["model"])
     config = model.config
-    if settings["init_from"] and not resume:
+    if settings["init_from"] and latest_checkpoint(run_dir) is None:
         load_initial_weights(model, settings["init_from"], "masked_video")
     view = None
     if full is None:
