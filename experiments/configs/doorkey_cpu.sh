@@ -13,9 +13,12 @@ $D train-tokenizer --dataset dreamgym/doorkey-mixed-v0 --run-dir runs/doorkey-to
   --perceptual none --set base_channels=32 --set max_channels=128 --set blocks_per_stage=0 \
   --set num_downsamples=4 --set latent_dim=32 \
   --steps 2000 --batch-size 32 --seq-len 1 --lr 1e-3 --warmup 100 --ckpt-every 100
+# The shipped dynamics (88 min on one core) read the earlier bundle's tokenizer, the same weights
+# (--tokenizer envs/bundles/minigrid-doorkey-8x8).
 $D train-dynamics --dataset dreamgym/doorkey-mixed-v0 --tokenizer runs/doorkey-tok \
   --run-dir runs/doorkey-dyn --set dim=128 --set depth=4 --set num_heads=4 --set num_kv_heads=2 \
   --set time_attention_every=2 --set context_prob=0.5 --set context_length=16 \
-  --steps 3000 --batch-size 8 --seq-len 8 --lr 1e-3 --warmup 100 --ckpt-every 100 --horizon 100
+  --set action_in_latents=true --steps 15000 --batch-size 8 --seq-len 8 --lr 1e-3 --warmup 100 \
+  --ckpt-every 250 --image-every 2500 --horizon 100 --threads 1
 $D eval-world-model --bundle runs/doorkey-dyn/bundle --dataset dreamgym/doorkey-mixed-v0 \
   --context 4 --horizon 16 --windows 32 --num-steps 4 64
