@@ -171,9 +171,8 @@ def validate_config(raw: Any, default_experiment: str = "pipeline") -> dict[str,
     if not isinstance(baselines, list) or not set(baselines) <= set(BASELINES):
         raise ValueError(f"score.baselines must be a list drawn from {BASELINES}")
     temperature = config["score"]["temperature"]
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-        raise ValueError(f"score.temperature must be a number >= 0, got {temperature!r}")
-    if not 0 <= temperature < math.inf:
+    number = isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
+    if not number or not 0 <= temperature < math.inf:
         raise ValueError(f"score.temperature must be a number >= 0, got {temperature!r}")
     config["policies"] = _check_agents(config["policies"], baselines)
     return config

@@ -90,9 +90,9 @@ def model_from_run(run_dir: str | os.PathLike, name: str) -> Any:
     return model.eval()
 
 
-def load_trained(path: str | os.PathLike, name: str) -> Any:
-    """A trained model from a model folder, a bundle folder (its model `name`), or a run
-    folder: its exported `name/` when the run finished, else its latest checkpoint."""
+def load_trained(path: str | os.PathLike, name: str, device: str = "cpu") -> Any:
+    """A trained model on `device` from a model folder, a bundle folder (its model `name`), or
+    a run folder: its exported `name/` when the run finished, else its latest checkpoint."""
     from world_models.bundle import FORMAT, load_bundle
     from world_models.checkpoint import CheckpointError
     from world_models.model_io import load_model
@@ -100,17 +100,17 @@ def load_trained(path: str | os.PathLike, name: str) -> Any:
     path = Path(path)
     if (path / "config.json").is_file():
         if read_json(path / "config.json").get("format") != FORMAT:
-            return load_model(path)
-        models = load_bundle(path).models
+            return load_model(path, device)
+        models = load_bundle(path, device).models
         if name not in models:
             raise CheckpointError(
                 f"bundle {path} holds no {name!r} model (it has {sorted(models)})"
             )
         return models[name]
     if (path / name / "config.json").is_file():
-        return load_model(path / name)
+        return load_model(path / name, device)
     if (path / "run.json").is_file():
-        return model_from_run(path, name)
+        return model_from_run(path, name).to(device)
     raise CheckpointError(
         f"{path} is neither a model, bundle nor training run folder (no config.json or run.json)"
     )

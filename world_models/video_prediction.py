@@ -34,9 +34,7 @@ Data = dict[str, torch.Tensor]  # obs (B, T, S, S, C) uint8, action (B, T, ...),
 
 def load_masked_video(path: str | os.PathLike, device: str = "cpu") -> MaskedVideoModel:
     """A masked video model from a bundle folder (`models.masked_video`) or a model folder."""
-    from world_models.bundle import FORMAT, load_bundle
-    from world_models.checkpoint import read_json
-    from world_models.model_io import load_model
+    from world_models.runs import load_trained
 
     path = Path(path)
     if not (path / "config.json").is_file():
@@ -44,11 +42,7 @@ def load_masked_video(path: str | os.PathLike, device: str = "cpu") -> MaskedVid
             f"{path} is not a model or bundle folder (no config.json); train one with "
             "`dreamgym train-dynamics --kind masked-video`"
         )
-    if read_json(path / "config.json").get("format") == FORMAT:
-        models = load_bundle(path, device).models
-        model = models.get("masked_video")
-    else:
-        model = load_model(path, device)
+    model = load_trained(path, "masked_video", device)
     if not isinstance(model, MaskedVideoModel):
         raise ValueError(f"{path} holds no masked video model (kind 'masked-video')")
     return model

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Dream-MovingMNIST-v0 and the masked video model: the exact commands that trained the shipped
-# bundle and the issue-7 model on CPU (2 cores, one torch thread per job). The dense Moving MNIST
-# reward keeps the two-hot reward loss near 1, 100x the latent loss, so its scale is 0.01. Run from the
-# repository root; outputs go to runs/.
+# bundle and the issue-7 model on CPU (2 cores, one torch thread per job). The dense Moving
+# MNIST reward keeps the two-hot reward loss near 1, 100x the latent loss, so its scale is
+# 0.01. Run from the repository root; outputs go to runs/.
 set -euo pipefail
 export MINARI_DATASETS_PATH=${MINARI_DATASETS_PATH:-data}
 export OMP_NUM_THREADS=1
