@@ -96,3 +96,11 @@ def test_two_hot_round_trip() -> None:
     logits = torch.zeros(2, 255, requires_grad=True)
     two_hot.loss(logits, torch.tensor([0.5, -2.0])).sum().backward()
     assert logits.grad.abs().sum() > 0
+
+
+def test_flow_share_sends_frames_to_the_flow_loss() -> None:
+    g = torch.Generator().manual_seed(0)
+    tau, d = sample_tau_d((20000,), 8, g, flow_share=0.75)
+    # 75% forced to d_min, the other 25% draw d uniformly (a quarter of them d_min too)
+    assert abs((d == 0.125).float().mean().item() - (0.75 + 0.25 / 4)) < 0.02
+    assert torch.allclose(tau / d, (tau / d).round()) and torch.all(tau <= 1 - d)

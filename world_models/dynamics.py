@@ -69,6 +69,10 @@ class DynamicsConfig:
     num_sampling_steps: int = 4  # K shortcut steps per generated frame
     sampler: str = "euler"  # "euler" (shortcut step) or "renoise" (fresh noise per sub-step)
     ramp_weight: bool = True  # w(tau) = 0.9 tau + 0.1; False: uniform weight
+    # Share of training frames given d = d_min (the flow loss) rather than d = 1 / U{1..K_max}.
+    # 0 is the paper. Small models on CPU learn to use context and actions much sooner with
+    # 0.75 (the shortcut-models paper's share) and ramp_weight False: see README, "Findings".
+    flow_share: float = 0.0
     # Share of training frames set to (tau_ctx, d_min), the inference context, instead of their
     # own (tau, d). 0 is the paper's pure diffusion forcing; ~0.5 speeds up small models.
     context_prob: float = 0.0
@@ -93,6 +97,8 @@ class DynamicsConfig:
             problems.append("tau_ctx must be in [0, 1] (1 = clean)")
         if not 0.0 <= self.context_prob < 1.0:
             problems.append("context_prob must be in [0, 1)")
+        if not 0.0 <= self.flow_share <= 1.0:
+            problems.append("flow_share must be in [0, 1]")
         if self.sampler not in SAMPLERS:
             problems.append(f"sampler must be one of {SAMPLERS}")
         if min(self.num_latents, self.latent_dim, self.num_agent_tokens, self.context_length) < 1:
@@ -160,7 +166,7 @@ class Dynamics(nn.Module):
         b, t = latents.shape[:2]
         dev = latents.device
         action_emb = self.net.action(action, labeled)
-        tau, d = sample_tau_d((b, t), cfg.k_max, generator, dev)
+        tau, d = sample_tau_d((b, t), cfg.k_max, generator, dev, cfg.flow_share)
         if cfg.context_prob > 0:
             ctx = torch.rand((b, t), generator=generator, device=dev) < cfg.context_prob
             tau = torch.where(ctx, torch.full_like(tau, cfg.tau_ctx), tau)

@@ -54,11 +54,19 @@ def sample_tau_d(
     k_max: int,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
+    flow_share: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(tau, d), each float32 of `shape`: d = 1 / U{1, 2, 4, ..., k_max}, tau on d's grid."""
+    """(tau, d), each float32 of `shape`: d = 1 / U{1, 2, 4, ..., k_max}, tau on d's grid.
+
+    flow_share: the share of entries set to d = 1 / k_max (flow loss) before the rest draw d
+    as above; 0 is Dreamer 4, the shortcut-models paper uses 0.75.
+    """
     check_k_max(k_max)
     levels = k_max.bit_length()  # log2(k_max) + 1 choices of d
     k = 2 ** torch.randint(0, levels, shape, generator=generator, device=device)
+    if flow_share > 0:
+        flow = torch.rand(shape, generator=generator, device=device) < flow_share
+        k = torch.where(flow, torch.full_like(k, k_max), k)
     j = (torch.rand(shape, generator=generator, device=device) * k).floor().clamp(max=k - 1)
     return j / k, 1.0 / k
 
