@@ -20,7 +20,7 @@ from torch import nn
 
 from agents.diffusion_policy import DiffusionPolicy, DiffusionPolicyConfig, save_policy
 from agents.obs_encoders import obs_spec
-from data_collection.sequence_view import SequenceView
+from data_collection.sequence_view import SequenceView, map_obs
 from world_models.action_encoder import space_to_spec
 from world_models.trainer import TrainConfig, Trainer
 
@@ -28,8 +28,9 @@ FULL_WINDOW_PROB = 0.5
 
 
 class ChunkSampler:
-    """`sampler(batch_size, seq_len, rng)` for the Trainer: obs (B, *obs_shape) uint8,
-    tokens (B, L) int64, valid (B, L) bool (`seq_len` is ignored: windows are H + 1 long)."""
+    """`sampler(batch_size, seq_len, rng)` for the Trainer: obs (B, *obs_shape) uint8 (for
+    Dict spaces a dict of arrays), tokens (B, L) int64, valid (B, L) bool (`seq_len` is
+    ignored: windows are H + 1 long)."""
 
     def __init__(self, view: SequenceView, policy: DiffusionPolicy) -> None:
         self.view = view
@@ -43,21 +44,31 @@ class ChunkSampler:
         h, dims = self.horizon, self.tokenizer.dims
         full = rng.random(batch_size) < FULL_WINDOW_PROB
         lengths = np.where(full, self.max_window, rng.integers(2, self.max_window + 1, batch_size))
-        obs = np.zeros((batch_size, *self.view.observation_space.shape), np.uint8)
+        obs_parts = []
         tokens = np.zeros((batch_size, h, dims), np.int64)
         valid = np.zeros((batch_size, h, dims), bool)
         for m in np.unique(lengths):
             rows = np.flatnonzero(lengths == m)
             win = self.view.sample(len(rows), int(m), rng)
-            obs[rows] = win["obs"][:, 0]
+            obs_parts.append((rows, map_obs(win["obs"], lambda a: a[:, 0])))
             tokens[rows, : m - 1] = self.tokenizer.encode(win["action"][:, 1:])
             valid[rows, : m - 1] = win["labeled"][:, 1:, None]
         tokens[~valid] = 0
         return {
-            "obs": obs,
+            "obs": _in_row_order(obs_parts),
             "tokens": tokens.reshape(batch_size, -1),
             "valid": valid.reshape(batch_size, -1),
         }
+
+
+def _in_row_order(parts: list[tuple[np.ndarray, Any]]) -> Any:
+    """[(rows, obs of those rows)], rows partitioning 0..B-1 -> obs (B, ...) in row order;
+    obs is an array or (Dict spaces) a dict of arrays."""
+    order = np.argsort(np.concatenate([rows for rows, _ in parts]))
+    first = parts[0][1]
+    if isinstance(first, dict):
+        return {k: np.concatenate([obs[k] for _, obs in parts])[order] for k in first}
+    return np.concatenate([obs for _, obs in parts])[order]
 
 
 def _fits(view: SequenceView, seq_len: int) -> bool:

@@ -16,6 +16,8 @@ import numpy as np
 EXPERTS: dict[str, str] = {
     "MiniGridPixels-Empty-8x8-v0": "data_collection.experts.minigrid:MiniGridPlanner",
     "MiniGridPixels-DoorKey-8x8-v0": "data_collection.experts.minigrid:MiniGridPlanner",
+    "MiniGridSymbolic-Empty-8x8-v0": "data_collection.experts.minigrid:MiniGridPlanner",
+    "MiniGridSymbolic-DoorKey-8x8-v0": "data_collection.experts.minigrid:MiniGridPlanner",
     "MovingMNIST-v0": "data_collection.experts.moving_mnist:Chaser",
     "LaneSim-v0": "data_collection.experts.lane:LaneExpert",
 }

@@ -17,8 +17,8 @@ Storage: a cache built once per dataset in `<dataset dir>/dreamgym_cache/` (rebu
 or stale, written to a temporary folder and renamed into place): the observations of every
 step of every episode, back to back, in one uint8 `.npy` file that is memory-mapped (so a
 window is one contiguous block and the dataset never has to fit in RAM), plus small arrays for
-the rest. Sampling draws from a precomputed index of valid window starts, so windows never
-straddle episodes.
+the rest (a Dict observation space gets one such file per key). Sampling draws from a
+precomputed index of valid window starts, so windows never straddle episodes.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -45,6 +46,39 @@ from data_collection.datasets import (
 CACHE_DIR = "dreamgym_cache"
 CACHE_VERSION = 1
 KEYS = ("obs", "action", "reward", "is_first", "is_terminal", "labeled")
+IMAGE = ""  # the obs_layout field of a plain (non-Dict) observation
+
+
+def obs_layout(space: gym.Space) -> dict[str, tuple[tuple[int, ...], type]]:
+    """Field -> (shape, dtype) of one observation: {IMAGE: ...} for a uint8 Box (images), one
+    field per key for a Dict of uint8 Boxes and Discretes (e.g. MiniGrid's symbolic grid)."""
+    if isinstance(space, spaces.Box) and space.dtype == np.uint8:
+        return {IMAGE: (tuple(space.shape), np.uint8)}
+    if isinstance(space, spaces.Dict):
+        layout = {}
+        for key, sub in space.spaces.items():
+            if isinstance(sub, spaces.Box) and sub.dtype == np.uint8:
+                layout[key] = (tuple(sub.shape), np.uint8)
+            elif isinstance(sub, spaces.Discrete):
+                layout[key] = ((), np.int64)
+            else:
+                layout = {}
+                break
+        if layout:
+            return layout
+    raise ValueError(
+        "SequenceView needs uint8 Box observations (images) or a Dict of uint8 Boxes and "
+        f"Discretes, got {space}"
+    )
+
+
+def _obs_file(field: str) -> str:
+    return "obs.npy" if field == IMAGE else f"obs.{field}.npy"
+
+
+def map_obs(obs: Any, fn: Callable[[np.ndarray], np.ndarray]) -> Any:
+    """fn applied to the observation array, or to each field of a dict of them."""
+    return {k: fn(v) for k, v in obs.items()} if isinstance(obs, dict) else fn(obs)
 
 
 def action_layout(space: gym.Space) -> tuple[tuple[int, ...], type]:
@@ -76,15 +110,12 @@ class SequenceView:
         self.observation_space = dataset.observation_space
         self.action_space = dataset.action_space
         self.env_id = dataset_env_id(dataset)
-        space = self.observation_space
-        if not (isinstance(space, spaces.Box) and space.dtype == np.uint8):
-            raise ValueError(
-                f"SequenceView needs Box uint8 image observations; {dataset_id!r} has {space}"
-            )
+        layout = obs_layout(self.observation_space)
         action_layout(self.action_space)
         cache = ensure_cache(dataset, dataset_dir(dataset_id, data_dir) / CACHE_DIR)
-        # (S, *obs_shape) uint8, memory-mapped; a plain-ndarray view so results are plain arrays
-        self._obs = np.load(cache / "obs.npy", mmap_mode="r").view(np.ndarray)
+        # (S, *obs_shape) per field, memory-mapped; plain-ndarray views so results are plain arrays
+        fields = {k: np.load(cache / _obs_file(k), mmap_mode="r").view(np.ndarray) for k in layout}
+        self._obs = fields.get(IMAGE, fields)
         self._arrays = {k: np.load(cache / f"{k}.npy") for k in KEYS[1:]}  # (S, ...) each
         self._offsets = np.load(cache / "offsets.npy")  # (E + 1,) first row of each episode
         total = len(self._offsets) - 1
@@ -93,6 +124,15 @@ class SequenceView:
             raise ValueError(f"episodes must be indices in [0, {total}), got {list(episodes)}")
         self.episode_ids = ids
         self._starts: dict[int, np.ndarray] = {}
+
+    def require_images(self, what: str) -> None:
+        """Raise a clear error unless the observations are images (`what` needs pixels)."""
+        if isinstance(self._obs, dict):
+            raise ValueError(
+                f"{what} needs image observations, but {self.dataset_id!r} observes "
+                f"{self.observation_space}; record the pixel env instead (e.g. "
+                "MiniGridPixels-DoorKey-8x8-v0 rather than MiniGridSymbolic-DoorKey-8x8-v0)"
+            )
 
     @property
     def num_episodes(self) -> int:
@@ -113,7 +153,7 @@ class SequenceView:
         e = self.episode_ids[i]
         lo, hi = self._offsets[e], self._offsets[e + 1]
         out = {k: v[lo:hi].copy() for k, v in self._arrays.items()}
-        out["obs"] = np.array(self._obs[lo:hi])
+        out["obs"] = map_obs(self._obs, lambda a: np.array(a[lo:hi]))
         return out
 
     def valid_starts(self, seq_len: int) -> np.ndarray:
@@ -138,14 +178,16 @@ class SequenceView:
     ) -> dict[str, np.ndarray]:
         """`batch_size` windows of `seq_len` steps, uniform over all valid windows.
 
-        Returns obs (B, T, *obs_shape) uint8, action (B, T, *act_shape) int64 or float32,
-        reward (B, T) float32, is_first / is_terminal / labeled (B, T) bool.
+        Returns obs (B, T, *obs_shape) uint8 (for a Dict space, a dict of (B, T, ...) arrays),
+        action (B, T, *act_shape) int64 or float32, reward (B, T) float32, is_first /
+        is_terminal / labeled (B, T) bool.
         """
         starts = self.valid_starts(seq_len)
         rows = starts[rng.integers(0, len(starts), size=batch_size)]
         rows = rows[:, None] + np.arange(seq_len)  # (B, T)
         out = {k: v[rows] for k, v in self._arrays.items()}
-        out["obs"] = np.take(self._obs, rows, axis=0)  # each window: one contiguous block
+        # each window: one contiguous block
+        out["obs"] = map_obs(self._obs, lambda a: np.take(a, rows, axis=0))
         return out
 
 
@@ -207,11 +249,11 @@ def _build_cache(dataset, folder: Path) -> None:
     storage = dataset.storage
     num_eps = storage.total_episodes
     total = storage.total_steps + num_eps
-    obs_space, act_space = dataset.observation_space, dataset.action_space
-    act_shape, act_dtype = action_layout(act_space)
-    obs = np.lib.format.open_memmap(
-        folder / "obs.npy", mode="w+", dtype=np.uint8, shape=(total, *obs_space.shape)
-    )
+    act_shape, act_dtype = action_layout(dataset.action_space)
+    obs = {
+        k: np.lib.format.open_memmap(folder / _obs_file(k), "w+", dtype, (total, *shape))
+        for k, (shape, dtype) in obs_layout(dataset.observation_space).items()
+    }
     arrays = {
         "action": np.zeros((total, *act_shape), act_dtype),
         "reward": np.zeros(total, np.float32),
@@ -224,12 +266,14 @@ def _build_cache(dataset, folder: Path) -> None:
     try:
         for i, ep in enumerate(storage.get_episodes(range(num_eps))):
             n = len(ep["rewards"])
-            if len(ep["observations"]) != n + 1 or row + n + 1 > total:
+            fields = {k: ep["observations"] if k == IMAGE else ep["observations"][k] for k in obs}
+            if any(len(v) != n + 1 for v in fields.values()) or row + n + 1 > total:
                 raise CorruptDatasetError(
                     f"dataset {dataset.id!r}: episode {i} has inconsistent lengths; re-create it"
                 )
             sl = slice(row + 1, row + n + 1)
-            obs[row : row + n + 1] = ep["observations"]
+            for k, array in obs.items():
+                array[row : row + n + 1] = fields[k]
             arrays["action"][sl] = np.asarray(ep["actions"]).reshape(n, *act_shape)
             arrays["reward"][sl] = ep["rewards"]
             arrays["is_first"][row] = True
@@ -246,7 +290,8 @@ def _build_cache(dataset, folder: Path) -> None:
         raise CorruptDatasetError(
             f"dataset {dataset.id!r}: metadata says {total} steps, episodes hold {row}; re-create"
         )
-    obs.flush()
+    for array in obs.values():
+        array.flush()
     del obs
     for k, v in arrays.items():
         np.save(folder / f"{k}.npy", v)

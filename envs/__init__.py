@@ -17,6 +17,11 @@ _MINIGRID_TASKS = {
     "MiniGridPixels-Empty-8x8-v0": "MiniGrid-Empty-8x8-v0",
     "MiniGridPixels-DoorKey-8x8-v0": "MiniGrid-DoorKey-8x8-v0",
 }
+# the same tasks with MiniGrid's symbolic grid as the observation (for policies, not dreams)
+_MINIGRID_SYMBOLIC = {
+    "MiniGridSymbolic-Empty-8x8-v0": "MiniGrid-Empty-8x8-v0",
+    "MiniGridSymbolic-DoorKey-8x8-v0": "MiniGrid-DoorKey-8x8-v0",
+}
 
 # dream id -> folder of its shipped bundle under envs/bundles/
 _DREAMS = {
@@ -45,6 +50,8 @@ def register_all() -> None:
     """Register every dreamgym id (idempotent)."""
     for env_id, task in _MINIGRID_TASKS.items():
         _register(env_id, "envs.minigrid:MiniGridPixelsEnv", task=task)
+    for env_id, task in _MINIGRID_SYMBOLIC.items():
+        _register(env_id, "envs.minigrid:MiniGridPixelsEnv", task=task, obs_mode="symbolic")
     _register("MovingMNIST-v0", "envs.moving_mnist:MovingMNISTEnv")
     _register("LaneSim-v0", "envs.lane:LaneSimEnv")
     _register_dream("Dream-v0", None)

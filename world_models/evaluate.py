@@ -76,6 +76,7 @@ def evaluate_world_model(
     accuracies, as a dict. perceptual_backend: "stlpips" (offline), "lpips" or "none" (skip)."""
     bundle = load_bundle(bundle_path, device)
     full = SequenceView(dataset_id, data_dir=data_dir)
+    full.require_images("eval-world-model")
     _, test_ids = split_episodes(full.num_episodes, holdout, seed=0)
     view = SequenceView(dataset_id, data_dir=data_dir, episodes=test_ids or None)
     batch = _windows(view, windows, context + horizon, seed)

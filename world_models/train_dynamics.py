@@ -97,6 +97,7 @@ def train_dynamics(
     run_dir = Path(run_dir)
     tokenizer = load_trained(tokenizer_path, "tokenizer")
     full = SequenceView(dataset_id, data_dir=data_dir)
+    full.require_images("the dynamics model")
     settings = {
         "dataset_id": dataset_id,
         "data_dir": data_dir,

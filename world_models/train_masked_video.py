@@ -165,6 +165,7 @@ def train_masked_video(
         from data_collection.sequence_view import SequenceView
 
         full = SequenceView(dataset, data_dir=data_dir)
+        full.require_images("the masked video model")
         env_id, action_space = full.env_id, full.action_space
     settings = {
         "dataset": dataset,

@@ -95,6 +95,7 @@ def train_tokenizer(
     """Train (or resume) a tokenizer; writes `run_dir/tokenizer/` and returns held-out metrics."""
     run_dir = Path(run_dir)
     full = SequenceView(dataset_id, data_dir=data_dir)
+    full.require_images("a tokenizer")
     settings = {
         "dataset_id": dataset_id,
         "data_dir": data_dir,

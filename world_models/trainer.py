@@ -83,9 +83,14 @@ def init_distributed() -> tuple[int, int, torch.device]:
     return rank, world, device
 
 
-def to_device(batch: dict[str, np.ndarray], device: torch.device) -> Batch:
-    """numpy arrays -> tensors on `device` (uint8 frames stay uint8 until the model)."""
-    return {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in batch.items()}
+def to_device(batch: dict[str, Any], device: torch.device) -> Batch:
+    """numpy arrays (or dicts of them) -> tensors on `device` (uint8 frames stay uint8)."""
+    return {
+        k: to_device(v, device)
+        if isinstance(v, dict)
+        else torch.from_numpy(np.ascontiguousarray(v)).to(device)
+        for k, v in batch.items()
+    }
 
 
 class Trainer:

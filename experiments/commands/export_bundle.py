@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from world_models.runs import load_trained
 
     view = SequenceView(args.dataset, data_dir=args.data_dir)
+    view.require_images("a bundle")
     path = save_bundle(
         args.out,
         env_id=view.env_id,
