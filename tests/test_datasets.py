@@ -12,7 +12,7 @@ from data_collection import recording
 from data_collection.datasets import CorruptDatasetError, load_dataset
 from data_collection.policies import RandomPolicy
 from data_collection.recording import collect
-from data_collection.sequence_view import SequenceView, split_episodes
+from data_collection.sequence_view import IMAGE, SequenceView, obs_layout, split_episodes
 from experiments.cli import main as cli_main
 
 ENV_ID = "MiniGridPixels-Empty-8x8-v0"
@@ -215,3 +215,16 @@ def test_corrupt_dataset_error(tmp_path, damage):
         load_dataset("bad/expert-v0", tmp_path)
     with pytest.raises(CorruptDatasetError):
         SequenceView("bad/expert-v0", tmp_path)
+
+
+def test_obs_layout_of_images_dicts_and_unsupported_spaces() -> None:
+    box = gym.spaces.Box(0, 255, (8, 8, 3), np.uint8)
+    assert obs_layout(box) == {IMAGE: ((8, 8, 3), np.uint8)}
+    grid = gym.spaces.Dict(grid=box, direction=gym.spaces.Discrete(4))
+    assert obs_layout(grid) == {"grid": ((8, 8, 3), np.uint8), "direction": ((), np.int64)}
+    for bad in (
+        gym.spaces.Box(0.0, 1.0, (4,), np.float32),
+        gym.spaces.Dict(grid=box, speed=gym.spaces.Box(-1.0, 1.0, (2,), np.float32)),
+    ):
+        with pytest.raises(ValueError, match="uint8 Box observations .* or a Dict"):
+            obs_layout(bad)

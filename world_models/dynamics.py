@@ -70,8 +70,8 @@ class DynamicsConfig:
     sampler: str = "euler"  # "euler" (shortcut step) or "renoise" (fresh noise per sub-step)
     ramp_weight: bool = True  # w(tau) = 0.9 tau + 0.1; False: uniform weight
     # Share of training frames given d = d_min (the flow loss) rather than d = 1 / U{1..K_max}.
-    # 0 is the paper. Small models on CPU learn to use context and actions much sooner with
-    # 0.75 (the shortcut-models paper's share) and ramp_weight False: see README, "Findings".
+    # 0 is the paper. Small models learn to follow their actions far sooner with 0.75 (the
+    # shortcut-models paper's share) and ramp_weight False (experiments/bench/action_toy.py).
     flow_share: float = 0.0
     # Share of training frames set to (tau_ctx, d_min), the inference context, instead of their
     # own (tau, d). 0 is the paper's pure diffusion forcing; ~0.5 speeds up small models.
