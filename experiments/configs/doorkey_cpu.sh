@@ -20,5 +20,14 @@ $D train-dynamics --dataset dreamgym/doorkey-mixed-v0 --tokenizer runs/doorkey-t
   --set time_attention_every=2 --set context_prob=0.5 --set context_length=16 \
   --set action_in_latents=true --steps 15000 --batch-size 8 --seq-len 8 --lr 1e-3 --warmup 100 \
   --ckpt-every 250 --image-every 2500 --horizon 100 --threads 1
-$D eval-world-model --bundle runs/doorkey-dyn/bundle --dataset dreamgym/doorkey-mixed-v0 \
+# The shipped dynamics then trained 9,000 more steps from those weights with the flow loss on
+# 75% of frames and a uniform weight (flow_share, ramp_weight), which teaches a small model to
+# follow its actions far sooner (experiments/bench/action_toy.py).
+$D train-dynamics --dataset dreamgym/doorkey-mixed-v0 --tokenizer runs/doorkey-dyn/bundle \
+  --init-from runs/doorkey-dyn/bundle --run-dir runs/doorkey-flow --set dim=128 --set depth=4 \
+  --set num_heads=4 --set num_kv_heads=2 --set time_attention_every=2 --set context_prob=0.5 \
+  --set context_length=16 --set action_in_latents=true --set flow_share=0.75 \
+  --set ramp_weight=false --steps 9000 --batch-size 8 --seq-len 8 --lr 1e-3 --warmup 100 \
+  --ckpt-every 250 --image-every 2500 --horizon 100 --threads 1
+$D eval-world-model --bundle runs/doorkey-flow/bundle --dataset dreamgym/doorkey-mixed-v0 \
   --context 4 --horizon 16 --windows 32 --num-steps 4 64

@@ -15,5 +15,14 @@ $D train-dynamics --dataset dreamgym/lanesim-noisy-v0 --tokenizer runs/lane-tok 
   --run-dir runs/lane-dyn --set dim=128 --set depth=4 --set num_heads=4 --set num_kv_heads=2 \
   --set time_attention_every=2 --set context_prob=0.5 --set context_length=16 \
   --steps 3000 --batch-size 8 --seq-len 8 --lr 1e-3 --warmup 100 --ckpt-every 100 --horizon 200
-$D eval-world-model --bundle runs/lane-dyn/bundle --dataset dreamgym/lanesim-noisy-v0 \
+# The shipped dynamics then trained 8,000 more steps from those weights with the flow loss on
+# 75% of frames and a uniform weight (flow_share, ramp_weight), which teaches a small model to
+# follow its actions far sooner (experiments/bench/action_toy.py); 69 min sharing 2 cores.
+$D train-dynamics --dataset dreamgym/lanesim-noisy-v0 --tokenizer runs/lane-dyn/bundle \
+  --init-from runs/lane-dyn/bundle --run-dir runs/lane-flow --set dim=128 --set depth=4 \
+  --set num_heads=4 --set num_kv_heads=2 --set time_attention_every=2 --set context_prob=0.5 \
+  --set context_length=16 --set flow_share=0.75 --set ramp_weight=false --steps 8000 \
+  --batch-size 8 --seq-len 8 --lr 1e-3 --warmup 100 --ckpt-every 250 --image-every 2500 \
+  --horizon 200 --threads 1
+$D eval-world-model --bundle runs/lane-flow/bundle --dataset dreamgym/lanesim-noisy-v0 \
   --context 4 --horizon 16 --windows 32 --num-steps 4 64
