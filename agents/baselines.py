@@ -80,6 +80,11 @@ def build_model(
             f"DQN needs Discrete actions; this env has {venv.action_space}: use ppo/a2c"
         )
     obs = venv.observation_space
+    if isinstance(obs, spaces.Dict):
+        raise ValueError(
+            f"SB3 baselines here read images or flat vectors, not {obs}; train them on the pixel "
+            "env (e.g. MiniGridPixels-DoorKey-8x8-v0), or a diffusion policy on this one"
+        )
     image = isinstance(obs, spaces.Box) and obs.dtype == np.uint8 and len(obs.shape) == 3
     policy = "CnnPolicy" if image else "MlpPolicy"
     cls = getattr(stable_baselines3, algo.upper())

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
-from agents.obs_encoders import make_encoder, obs_to_tensor
+from agents.obs_encoders import check_obs_space, make_encoder, obs_to_tensor
 from data_collection.policies import Policy
 from world_models.action_encoder import spec_to_space
 from world_models.checkpoint import load_weights, read_json, save_tensors, write_json
@@ -357,6 +357,9 @@ class DiffusionAgent(Policy):
         self.generator = torch.Generator(device=self.device)
 
     def reset(self, env: gym.Env, seed: int | None = None) -> None:
+        if env is not None:
+            name = env.spec.id if env.spec else type(env.unwrapped).__name__
+            check_obs_space(self.policy.config.obs_spec, env.observation_space, name)
         self.env = env
         self.queue = []
         self.generator.manual_seed(0 if seed is None else seed)

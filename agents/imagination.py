@@ -23,7 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from agents.diffusion_policy import DiffusionPolicy, load_diffusion_policy, save_policy
-from agents.obs_encoders import make_encoder
+from agents.obs_encoders import check_obs_space, make_encoder
 from world_models.checkpoint import write_json
 
 
@@ -263,6 +263,7 @@ def improve_in_dream(
     venv = DreamVectorEnv(
         cfg.num_envs, bundle=bundle, device=device, autoreset_mode=AutoresetMode.SAME_STEP
     )
+    check_obs_space(policy.config.obs_spec, venv.single_observation_space, env_id)
     loop = Imagination(policy, venv, cfg, device)
     run_dir = Path(run_dir)
     write_json(

@@ -37,6 +37,20 @@ def obs_spec(space: gym.Space) -> dict[str, Any]:
     )
 
 
+def check_obs_space(spec: dict[str, Any], space: gym.Space, where: str) -> None:
+    """Raise a clear error unless a policy trained on observations `spec` can read `space`."""
+    try:
+        theirs = obs_spec(space)
+    except ValueError:
+        theirs = None
+    if theirs != spec:
+        raise ValueError(
+            f"this policy reads {spec} observations but {where} observes {space}; use an env "
+            "with the observations it was trained on (e.g. MiniGridSymbolic-* for a policy "
+            "trained on a symbolic dataset)"
+        )
+
+
 class PixelEncoder(nn.Module):
     """(B, H, W, C) uint8 -> (B, (H/8) * (W/8), dim): a patchify convolution (kernel = stride =
     8, so each 8x8 tile, one MiniGrid cell at 64x64, is one token) and a per-token MLP, plus a

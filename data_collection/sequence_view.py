@@ -17,8 +17,8 @@ Storage: a cache built once per dataset in `<dataset dir>/dreamgym_cache/` (rebu
 or stale, written to a temporary folder and renamed into place): the observations of every
 step of every episode, back to back, in one uint8 `.npy` file that is memory-mapped (so a
 window is one contiguous block and the dataset never has to fit in RAM), plus small arrays for
-the rest (a Dict observation space gets one such file per key). Sampling draws from a
-precomputed index of valid window starts, so windows never straddle episodes.
+the rest (a Dict observation space gets one file per key; Discrete keys are int64). Sampling
+draws from a precomputed index of valid window starts, so windows never straddle episodes.
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ def obs_layout(space: gym.Space) -> dict[str, tuple[tuple[int, ...], type]]:
     if isinstance(space, spaces.Dict):
         layout = {}
         for key, sub in space.spaces.items():
+            if not (isinstance(key, str) and key.isidentifier()):
+                raise ValueError(f"Dict observation keys must be identifiers, got {key!r}")
             if isinstance(sub, spaces.Box) and sub.dtype == np.uint8:
                 layout[key] = (tuple(sub.shape), np.uint8)
             elif isinstance(sub, spaces.Discrete):
@@ -128,10 +130,11 @@ class SequenceView:
     def require_images(self, what: str) -> None:
         """Raise a clear error unless the observations are images (`what` needs pixels)."""
         if isinstance(self._obs, dict):
+            pixels = (self.env_id or "").replace("MiniGridSymbolic-", "MiniGridPixels-")
+            hint = f" ({pixels})" if pixels != (self.env_id or "") else ""
             raise ValueError(
                 f"{what} needs image observations, but {self.dataset_id!r} observes "
-                f"{self.observation_space}; record the pixel env instead (e.g. "
-                "MiniGridPixels-DoorKey-8x8-v0 rather than MiniGridSymbolic-DoorKey-8x8-v0)"
+                f"{self.observation_space}; record a dataset of a pixel env instead{hint}"
             )
 
     @property
@@ -146,7 +149,7 @@ class SequenceView:
     def _lengths(self) -> np.ndarray:
         return self._offsets[self.episode_ids + 1] - self._offsets[self.episode_ids]
 
-    def episode(self, i: int) -> dict[str, np.ndarray]:
+    def episode(self, i: int) -> dict[str, Any]:
         """The whole i-th episode of the view: arrays of length N + 1, keys as `sample`."""
         if not 0 <= i < self.num_episodes:
             raise IndexError(f"episode {i} out of range for a view of {self.num_episodes}")
@@ -173,9 +176,7 @@ class SequenceView:
             self._starts[seq_len] = first + np.arange(counts.sum())
         return self._starts[seq_len]
 
-    def sample(
-        self, batch_size: int, seq_len: int, rng: np.random.Generator
-    ) -> dict[str, np.ndarray]:
+    def sample(self, batch_size: int, seq_len: int, rng: np.random.Generator) -> dict[str, Any]:
         """`batch_size` windows of `seq_len` steps, uniform over all valid windows.
 
         Returns obs (B, T, *obs_shape) uint8 (for a Dict space, a dict of (B, T, ...) arrays),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -192,7 +193,7 @@ def test_bc_on_symbolic_minigrid(tmp_path):
         4,
         3,
     )
-    with pytest.raises(ValueError, match="needs image observations.*MiniGridPixels"):
+    with pytest.raises(ValueError, match="needs image observations.*MiniGridPixels-DoorKey-8x8-v0"):
         view.require_images("a tokenizer")
     cfg = TrainConfig(steps=300, batch_size=32, lr=2e-3, warmup=10, log_every=100, ckpt_every=1000)
     overrides = dict(horizon=2, dim=32, depth=2, num_heads=2, steps=2, execute=1)
@@ -206,3 +207,6 @@ def test_bc_on_symbolic_minigrid(tmp_path):
         hits += int((first == ep["action"][1:]).sum())
         total += len(first)
     assert hits / total >= 0.9, f"first-action accuracy {hits / total:.2f}"
+    pixel_env = gym.make("MiniGridPixels-DoorKey-8x8-v0")
+    with pytest.raises(ValueError, match="reads .*symbolic.* observations but MiniGridPixels"):
+        DiffusionAgent(policy).reset(pixel_env, seed=0)

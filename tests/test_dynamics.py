@@ -73,6 +73,8 @@ def test_config_json_and_errors() -> None:
         tiny_config(tau_ctx=1.5)
     with pytest.raises(ValueError, match="context_prob"):
         tiny_config(context_prob=1.0)
+    with pytest.raises(ValueError, match="flow_share"):
+        tiny_config(flow_share=1.0)
     with pytest.raises(ValueError, match="power of two"):
         tiny_config(k_max=12)
     with pytest.raises(ValueError, match="time_attention_every"):

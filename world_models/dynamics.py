@@ -69,9 +69,10 @@ class DynamicsConfig:
     num_sampling_steps: int = 4  # K shortcut steps per generated frame
     sampler: str = "euler"  # "euler" (shortcut step) or "renoise" (fresh noise per sub-step)
     ramp_weight: bool = True  # w(tau) = 0.9 tau + 0.1; False: uniform weight
-    # Share of training frames given d = d_min (the flow loss) rather than d = 1 / U{1..K_max}.
-    # 0 is the paper. Small models learn to follow their actions far sooner with 0.75 (the
-    # shortcut-models paper's share) and ramp_weight False (experiments/bench/action_toy.py).
+    # Share of training frames set to d = d_min (the flow loss) before the rest draw
+    # d = 1 / U{1, 2, 4, ..., K_max} (so a share s puts s + (1 - s) / (log2 K_max + 1) at
+    # d_min). 0 is the paper. Small models learn to follow their actions far sooner with 0.75
+    # (the shortcut-models paper's share) and ramp_weight False (experiments/bench/action_toy.py).
     flow_share: float = 0.0
     # Share of training frames set to (tau_ctx, d_min), the inference context, instead of their
     # own (tau, d). 0 is the paper's pure diffusion forcing; ~0.5 speeds up small models.
@@ -97,8 +98,8 @@ class DynamicsConfig:
             problems.append("tau_ctx must be in [0, 1] (1 = clean)")
         if not 0.0 <= self.context_prob < 1.0:
             problems.append("context_prob must be in [0, 1)")
-        if not 0.0 <= self.flow_share <= 1.0:
-            problems.append("flow_share must be in [0, 1]")
+        if not 0.0 <= self.flow_share < 1.0:
+            problems.append("flow_share must be in [0, 1) (some frames must train larger steps)")
         if self.sampler not in SAMPLERS:
             problems.append(f"sampler must be one of {SAMPLERS}")
         if min(self.num_latents, self.latent_dim, self.num_agent_tokens, self.context_length) < 1:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from world_models.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, unwrap
 
-Batch = dict[str, torch.Tensor]
+Batch = dict[str, Any]  # tensors, or dicts of tensors (Dict observations)
 Sampler = Callable[[int, int, np.random.Generator], dict[str, np.ndarray]]
 Visualize = Callable[[nn.Module, Batch, SummaryWriter, int], None]
 
