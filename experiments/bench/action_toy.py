@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         cells = "  ".join(
             f"@{s}: {'/'.join(f'{a:.2f}' for a in acc)}" for s, acc in report[name].items()
         )
-        print(f"{name:34s} {cells}  ({time.perf_counter() - start:.0f} s)", flush=True)
+        print(f"{name:46s} {cells}  ({time.perf_counter() - start:.0f} s)", flush=True)
     print(json.dumps(report))
 
 
