@@ -54,24 +54,26 @@ def obs_layout(space: gym.Space) -> dict[str, tuple[tuple[int, ...], type]]:
     field per key for a Dict of uint8 Boxes and Discretes (e.g. MiniGrid's symbolic grid)."""
     if isinstance(space, spaces.Box) and space.dtype == np.uint8:
         return {IMAGE: (tuple(space.shape), np.uint8)}
-    if isinstance(space, spaces.Dict):
-        layout = {}
-        for key, sub in space.spaces.items():
-            if not (isinstance(key, str) and key.isidentifier()):
-                raise ValueError(f"Dict observation keys must be identifiers, got {key!r}")
-            if isinstance(sub, spaces.Box) and sub.dtype == np.uint8:
-                layout[key] = (tuple(sub.shape), np.uint8)
-            elif isinstance(sub, spaces.Discrete):
-                layout[key] = ((), np.int64)
-            else:
-                layout = {}
-                break
-        if layout:
+    if isinstance(space, spaces.Dict) and space.spaces:
+        bad_keys = [k for k in space.spaces if not (isinstance(k, str) and k.isidentifier())]
+        if bad_keys:
+            raise ValueError(f"Dict observation keys must be identifiers, got {bad_keys}")
+        layout = {k: _field_layout(sub) for k, sub in space.spaces.items()}
+        if None not in layout.values():
             return layout
     raise ValueError(
         "SequenceView needs uint8 Box observations (images) or a Dict of uint8 Boxes and "
         f"Discretes, got {space}"
     )
+
+
+def _field_layout(space: gym.Space) -> tuple[tuple[int, ...], type] | None:
+    """(shape, dtype) of one Dict field, or None when the view cannot store it."""
+    if isinstance(space, spaces.Box) and space.dtype == np.uint8:
+        return tuple(space.shape), np.uint8
+    if isinstance(space, spaces.Discrete):
+        return (), np.int64
+    return None
 
 
 def _obs_file(field: str) -> str:
@@ -117,7 +119,7 @@ class SequenceView:
         cache = ensure_cache(dataset, dataset_dir(dataset_id, data_dir) / CACHE_DIR)
         # (S, *obs_shape) per field, memory-mapped; plain-ndarray views so results are plain arrays
         fields = {k: np.load(cache / _obs_file(k), mmap_mode="r").view(np.ndarray) for k in layout}
-        self._obs = fields.get(IMAGE, fields)
+        self._obs = fields.get(IMAGE, fields)  # one array, or a dict of them for Dict spaces
         self._arrays = {k: np.load(cache / f"{k}.npy") for k in KEYS[1:]}  # (S, ...) each
         self._offsets = np.load(cache / "offsets.npy")  # (E + 1,) first row of each episode
         total = len(self._offsets) - 1
@@ -130,8 +132,9 @@ class SequenceView:
     def require_images(self, what: str) -> None:
         """Raise a clear error unless the observations are images (`what` needs pixels)."""
         if isinstance(self._obs, dict):
-            pixels = (self.env_id or "").replace("MiniGridSymbolic-", "MiniGridPixels-")
-            hint = f" ({pixels})" if pixels != (self.env_id or "") else ""
+            env_id = self.env_id or ""
+            pixels = env_id.replace("MiniGridSymbolic-", "MiniGridPixels-")
+            hint = f" ({pixels})" if pixels != env_id else ""
             raise ValueError(
                 f"{what} needs image observations, but {self.dataset_id!r} observes "
                 f"{self.observation_space}; record a dataset of a pixel env instead{hint}"

@@ -19,8 +19,8 @@ _MINIGRID_TASKS = {
 }
 # the same tasks with MiniGrid's symbolic grid as the observation (for policies, not dreams)
 _MINIGRID_SYMBOLIC = {
-    "MiniGridSymbolic-Empty-8x8-v0": "MiniGrid-Empty-8x8-v0",
-    "MiniGridSymbolic-DoorKey-8x8-v0": "MiniGrid-DoorKey-8x8-v0",
+    env_id.replace("MiniGridPixels-", "MiniGridSymbolic-"): task
+    for env_id, task in _MINIGRID_TASKS.items()
 }
 
 # dream id -> folder of its shipped bundle under envs/bundles/

@@ -222,7 +222,7 @@ def test_obs_layout_of_images_dicts_and_unsupported_spaces() -> None:
     assert obs_layout(box) == {IMAGE: ((8, 8, 3), np.uint8)}
     grid = gym.spaces.Dict(grid=box, direction=gym.spaces.Discrete(4))
     assert obs_layout(grid) == {"grid": ((8, 8, 3), np.uint8), "direction": ((), np.int64)}
-    with pytest.raises(ValueError, match="keys must be identifiers"):
+    with pytest.raises(ValueError, match=r"keys must be identifiers, got \[.a/b.\]"):
         obs_layout(gym.spaces.Dict({"a/b": box}))
     for bad in (
         gym.spaces.Box(0.0, 1.0, (4,), np.float32),

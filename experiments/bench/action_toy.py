@@ -48,11 +48,17 @@ def toy_batch(
     return codes[cells_t], action, cells_t
 
 
+def labeled_after_first(batch: int) -> torch.Tensor:
+    """(B, T) bool: every action known except at t = 0, which has none."""
+    labeled = torch.ones(batch, FRAMES, dtype=torch.bool)
+    labeled[:, 0] = False
+    return labeled
+
+
 def follow_accuracy(model: Dynamics, codes: torch.Tensor, generator: torch.Generator) -> list:
     """Share of one-step K = 4 predictions nearest to the right cell, per action."""
     latents, action, cells = toy_batch(codes, 256, generator)
-    labeled = torch.ones(action.shape, dtype=torch.bool)
-    labeled[:, 0] = False
+    labeled = labeled_after_first(256)
     model.eval()
     state = model.start(latents[:, :CONTEXT], action[:, :CONTEXT], labeled[:, :CONTEXT], generator)
     accuracy = []
@@ -85,8 +91,7 @@ def run(overrides: dict[str, Any], steps: int, eval_every: int, lr: float) -> di
     )
     model = Dynamics(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr)
-    labeled = torch.ones(16, FRAMES, dtype=torch.bool)
-    labeled[:, 0] = False
+    labeled = labeled_after_first(16)
     zeros = torch.zeros(16, FRAMES)
     results = {}
     for step in range(1, steps + 1):
