@@ -4,7 +4,9 @@ Dream ids (`Dream-...`) are stepped as one batched `DreamSB3VecEnv` (no subproce
 as a `DummyVecEnv` of monitored envs. Settings per env id come from
 `experiments/configs/agents.json`. With `eval_env`, the agent is scored in that real env every
 `eval_every` steps, and the training return and the real return go on one TensorBoard chart
-("return"), so the gap between imagined and real return is a curve.
+("return"), so the gap between imagined and real return is a curve. A checkpoint
+(`checkpoints/latest.zip`, written atomically at the end of a rollout every `ckpt_every` steps)
+lets `resume` continue a killed run; DQN resumes with an empty replay buffer.
 """
 
 from __future__ import annotations
@@ -105,7 +107,7 @@ def real_eval_callback(eval_env: str, every: int, episodes: int, log_dir: Path):
     class RealEval(BaseCallback):
         def _on_training_start(self) -> None:
             self.writer = SummaryWriter(str(log_dir))
-            self.next_eval = every
+            self.next_eval = (self.num_timesteps // every + 1) * every
 
         def _on_step(self) -> bool:
             if self.num_timesteps >= self.next_eval:
@@ -127,6 +129,34 @@ def real_eval_callback(eval_env: str, every: int, episodes: int, log_dir: Path):
     return RealEval()
 
 
+def save_atomic(model: Any, path: Path) -> None:
+    """`model.save` to a temporary file, then rename it over `path`."""
+    tmp = path.with_name(f".{path.stem}.tmp.zip")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(str(tmp))
+    os.replace(tmp, path)
+
+
+def checkpoint_callback(path: Path, every: int):
+    """SB3 callback: at the end of a rollout, save the model to `path` when `every` steps have
+    passed since the last save."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Checkpoint(BaseCallback):
+        def _on_training_start(self) -> None:
+            self.last = self.num_timesteps
+
+        def _on_step(self) -> bool:
+            return True
+
+        def _on_rollout_end(self) -> None:
+            if self.num_timesteps - self.last >= every:
+                self.last = self.num_timesteps
+                save_atomic(self.model, path)
+
+    return Checkpoint()
+
+
 def train_sb3(
     algo: str,
     env_id: str,
@@ -141,9 +171,12 @@ def train_sb3(
     overrides: dict[str, Any] | None = None,
     seed: int = 0,
     config_path: str | os.PathLike = CONFIG_PATH,
+    ckpt_every: int = 10_000,
+    resume: bool = False,
 ) -> Path:
-    """Train an SB3 agent in `env_id` (dream or real) with SB3's progress bar; saves and
-    returns `run_dir/ALGO.zip`."""
+    """Train an SB3 agent in `env_id` (dream or real) for `steps` env steps in all (with
+    `resume`, from the run's checkpoint on) with SB3's progress bar; saves and returns
+    `run_dir/ALGO.zip`."""
     from world_models.checkpoint import write_json
 
     run_dir = Path(run_dir)
@@ -151,13 +184,22 @@ def train_sb3(
     kwargs = {**settings["kwargs"], **(overrides or {})}
     steps = steps or settings["steps"]
     num_envs = num_envs or settings["num_envs"]
+    if eval_env and is_dream(eval_env):
+        raise ValueError(f"--eval-env must be a real env, got {eval_env}")
+    checkpoint = run_dir / "checkpoints" / "latest.zip"
+    if resume and not checkpoint.is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint {checkpoint}")
     venv = make_vec_env(env_id, num_envs, bundle, device, seed)
     model = build_model(algo, venv, kwargs, str(run_dir / "tensorboard"), device, seed)
-    callback = None
+    if resume:
+        model = type(model).load(
+            str(checkpoint), env=venv, device=device, tensorboard_log=str(run_dir / "tensorboard")
+        )
+    callbacks = [checkpoint_callback(checkpoint, ckpt_every)]
     if eval_env and eval_every > 0:
-        if is_dream(eval_env):
-            raise ValueError(f"--eval-env must be a real env, got {eval_env}")
-        callback = real_eval_callback(eval_env, eval_every, eval_episodes, run_dir / "tensorboard")
+        callbacks.append(
+            real_eval_callback(eval_env, eval_every, eval_episodes, run_dir / "tensorboard")
+        )
     write_json(
         run_dir / "run.json",
         {
@@ -170,8 +212,13 @@ def train_sb3(
             "seed": seed,
         },
     )
-    model.learn(total_timesteps=steps, callback=callback, progress_bar=True)
+    model.learn(
+        total_timesteps=max(steps - model.num_timesteps, 0),
+        callback=callbacks,
+        progress_bar=True,
+        reset_num_timesteps=not resume,
+    )
     path = run_dir / f"{algo.lower()}.zip"
-    model.save(str(path))
+    save_atomic(model, path)
     venv.close()
     return path

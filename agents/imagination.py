@@ -7,6 +7,8 @@ a chunk (a bound on -log pi) is lowered for chunks with positive advantage and r
 negative ones (weights alpha and 1 - alpha, only the sign of the advantage is used), plus
 beta times the reverse KL from the policy's token distributions to those of the frozen BC
 policy at the same masked inputs. Only the actions a chunk actually executed are in its loss.
+Checkpoints (policy, value function, optimizer, iteration, sampling RNG) are written every
+`ckpt_every` iterations; a resumed run starts fresh imagined episodes from there.
 """
 
 from __future__ import annotations
@@ -24,7 +26,12 @@ from tqdm import tqdm
 
 from agents.diffusion_policy import DiffusionPolicy, load_diffusion_policy, save_policy
 from agents.obs_encoders import check_obs_space, make_encoder
-from world_models.checkpoint import write_json
+from world_models.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    write_json,
+)
 
 
 @dataclass
@@ -94,11 +101,19 @@ class Imagination:
         self.policy = policy.to(self.device).train()
         self.prior = copy.deepcopy(policy).eval().requires_grad_(False)
         self.value = ValueNet(policy.config.obs_spec, cfg.value_dim).to(self.device)
-        self.opt = torch.optim.AdamW(self.policy.parameters(), lr=cfg.lr, weight_decay=0.0)
-        self.value_opt = torch.optim.AdamW(self.value.parameters(), lr=cfg.value_lr)
+        self.learner = nn.ModuleDict({"policy": self.policy, "value": self.value})
+        # one optimizer (one checkpoint): the value loss reaches only the value net's
+        # parameters and the policy loss only the policy's (advantages are detached)
+        self.opt = torch.optim.AdamW(
+            [
+                {"params": self.policy.parameters(), "lr": cfg.lr, "weight_decay": 0.0},
+                {"params": self.value.parameters(), "lr": cfg.value_lr},
+            ]
+        )
         self.venv = venv
-        self.obs, _ = venv.reset(seed=0)
+        self.iteration = 0
         self.generator = torch.Generator(device=self.device).manual_seed(0)
+        self.obs, _ = venv.reset(seed=0)
         n, execute = venv.num_envs, policy.config.execute
         self.plan = np.zeros(
             (n, execute, *venv.single_action_space.shape), venv.single_action_space.dtype
@@ -188,9 +203,6 @@ class Imagination:
         )
         values = self._values(data["obs"])
         value_loss = (values - torch.as_tensor(targets, device=self.device)).pow(2).mean()
-        self.value_opt.zero_grad(set_to_none=True)
-        value_loss.backward()
-        self.value_opt.step()
 
         dec = data["decisions"]
         adv = np.array([targets[d["t"], d["env"]] - values[d["t"], d["env"]].item() for d in dec])
@@ -205,11 +217,12 @@ class Imagination:
         neg = torch.as_tensor(adv < 0, device=self.device)
         nll = out["nll"] / valid.sum(-1).clamp(min=1).to(self.device)
         pmpo = cfg.alpha * _masked_mean(nll, pos) - (1 - cfg.alpha) * _masked_mean(nll, neg)
-        loss = pmpo + cfg.beta * kl
+        loss = pmpo + cfg.beta * kl + value_loss
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(self.policy.parameters(), 1.0)
         self.opt.step()
+        self.iteration += 1
         finished = data["finished"]
         return {
             "value_loss": value_loss.item(),
@@ -219,6 +232,23 @@ class Imagination:
             "imagined_reward_per_step": float(data["reward"].mean()),
             **({"imagined_return": float(np.mean(finished))} if finished else {}),
         }
+
+    def save(self, run_dir: str | os.PathLike) -> Path:
+        state = {"config": asdict(self.cfg), "generator": self.generator.get_state().tolist()}
+        return save_checkpoint(run_dir, self.iteration, self.learner, self.opt, state)
+
+    def resume(self, run_dir: str | os.PathLike) -> bool:
+        """Continue from the run's latest checkpoint (False when there is none); the dream
+        envs restart from start contexts seeded by the iteration."""
+        folder = latest_checkpoint(run_dir)
+        if folder is None:
+            return False
+        state = load_checkpoint(folder, self.learner, self.opt)
+        self.iteration = int(state["step"])
+        self.generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
+        self.obs, _ = self.venv.reset(seed=self.iteration)
+        self.episode_return[:] = 0.0
+        return True
 
 
 def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -237,9 +267,12 @@ def improve_in_dream(
     eval_episodes: int = 10,
     device: str = "cpu",
     overrides: dict[str, Any] | None = None,
+    ckpt_every: int = 25,
+    resume: bool = False,
 ) -> Path:
-    """Run `steps` imagination iterations from the BC policy in `init`; the improved policy is
-    saved to `run_dir/policy/`. TensorBoard chart "return": imagined and real returns."""
+    """Run `steps` imagination iterations from the BC policy in `init` (with `resume`, from the
+    run's latest checkpoint on); the improved policy is saved to `run_dir/policy/`.
+    TensorBoard chart "return": imagined and real returns."""
     import gymnasium as gym
     from gymnasium.vector import AutoresetMode
     from torch.utils.tensorboard import SummaryWriter
@@ -266,6 +299,9 @@ def improve_in_dream(
     check_obs_space(policy.config.obs_spec, venv.single_observation_space, env_id)
     loop = Imagination(policy, venv, cfg, device)
     run_dir = Path(run_dir)
+    if resume and not loop.resume(run_dir):
+        venv.close()
+        raise FileNotFoundError(f"--resume: no checkpoint in {run_dir}")
     write_json(
         run_dir / "run.json",
         {
@@ -278,7 +314,12 @@ def improve_in_dream(
     )
     writer = SummaryWriter(str(run_dir / "tensorboard"))
     try:
-        for it in tqdm(range(1, steps + 1), desc="imagination"):
+        for it in tqdm(
+            range(loop.iteration + 1, steps + 1),
+            desc="imagination",
+            initial=loop.iteration,
+            total=steps,
+        ):
             metrics = loop.update(loop.rollout())
             for key, value in metrics.items():
                 writer.add_scalar(f"imagination/{key}", value, it)
@@ -290,6 +331,8 @@ def improve_in_dream(
                 ]
             if scalars:
                 writer.add_scalars("return", scalars, it)
+            if it % ckpt_every == 0 or it == steps:
+                loop.save(run_dir)
     finally:
         writer.close()
         venv.close()

@@ -116,10 +116,18 @@ def test_sb3_ppo_trains_in_dream_env(bundle, tmp_path):
     # NatureCNN needs 36x36 images or more: a linear extractor keeps the frames tiny
     policy_kwargs = dict(features_extractor_class=FlattenExtractor)
     overrides = dict(n_steps=32, batch_size=32, n_epochs=1, policy_kwargs=policy_kwargs)
-    path = train_sb3(
-        "ppo", "Dream-v0", tmp_path, steps=256, bundle=bundle, num_envs=2, overrides=overrides
-    )
+    kw = dict(bundle=bundle, num_envs=2, overrides=overrides, ckpt_every=64)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train_sb3("ppo", "Dream-v0", tmp_path, steps=256, resume=True, **kw)
+    path = train_sb3("ppo", "Dream-v0", tmp_path, steps=256, **kw)
     assert path.is_file() and (tmp_path / "run.json").is_file()
+    assert (tmp_path / "checkpoints" / "latest.zip").is_file()
+    # a killed run: only the checkpoint is left, and resuming finishes the remaining steps
+    path.unlink()
+    path = train_sb3("ppo", "Dream-v0", tmp_path, steps=384, resume=True, **kw)
+    from stable_baselines3 import PPO
+
+    assert PPO.load(str(path)).num_timesteps == 384
     policy = load_policy(f"ppo:{path}", "Dream-v0")
     action = policy.act(np.zeros(IMAGE.shape, np.uint8))
     assert ACTIONS.contains(int(action))
@@ -154,6 +162,38 @@ def test_imagination_updates_policy(bundle, execute, rollout_steps):
     assert all(np.isfinite(m["kl"]) and m["kl"] >= -1e-6 for m in metrics)
     changed = [not torch.equal(a, b) for a, b in zip(before, loop.policy.parameters(), strict=True)]
     assert any(changed)
+
+
+def test_imagination_resumes_from_checkpoint(bundle, tmp_path):
+    from gymnasium.vector import AutoresetMode
+
+    from agents.diffusion_policy import load_diffusion_policy
+    from agents.imagination import Imagination, ImaginationConfig, improve_in_dream
+    from envs.dream_vector import DreamVectorEnv
+    from world_models.checkpoint import latest_checkpoint
+
+    init = save_policy(tiny_policy(), tmp_path / "bc")
+    settings = dict(rollout_steps=2, value_dim=16, lr=1e-3)
+    kw = dict(bundle=bundle, num_envs=2, overrides=settings, ckpt_every=1)
+    run = tmp_path / "run"
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        improve_in_dream(init, "Dream-v0", run, steps=2, resume=True, **kw)
+    improved = improve_in_dream(init, "Dream-v0", run, steps=2, **kw)
+    assert latest_checkpoint(run).name == "step-00000002"
+
+    venv = DreamVectorEnv(2, bundle=bundle, autoreset_mode=AutoresetMode.SAME_STEP)
+    try:
+        loop = Imagination(load_diffusion_policy(init), venv, ImaginationConfig(**settings))
+        assert loop.resume(run) and loop.iteration == 2
+        saved = load_diffusion_policy(improved).state_dict()
+        start = load_diffusion_policy(init).state_dict()
+        resumed = loop.policy.state_dict()
+        assert all(torch.equal(resumed[k], saved[k]) for k in saved)
+        assert any(not torch.equal(resumed[k], start[k]) for k in start)
+    finally:
+        venv.close()
+    improve_in_dream(init, "Dream-v0", run, steps=3, resume=True, **kw)
+    assert latest_checkpoint(run).name == "step-00000003"
 
 
 def test_load_policy_accepts_diffusion_folder(tmp_path):

@@ -30,6 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-episodes", type=int, default=10, help="episodes per real eval")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
     add_train_arguments(parser, experiment="policy")
+    parser.epilog = (
+        "--steps and --ckpt-every count gradient steps for behaviour cloning, iterations for "
+        "imagination (checkpoint every 25 by default) and env steps for SB3 (a checkpoint at "
+        "the first rollout end after every 10,000 by default)."
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
                 eval_episodes=args.eval_episodes,
                 device=args.device,
                 overrides=overrides,
+                ckpt_every=args.ckpt_every or 25,
+                resume=args.resume,
             )
         else:
             raise ValueError(
@@ -79,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         overrides=overrides,
         seed=train.seed,
+        ckpt_every=args.ckpt_every or 10_000,
+        resume=args.resume,
     )
     print(f"{args.algo} agent: {path}  (evaluate with --policy {args.algo}:{path})")
     return 0
