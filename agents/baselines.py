@@ -6,7 +6,8 @@ as a `DummyVecEnv` of monitored envs. Settings per env id come from
 `eval_every` steps, and the training return and the real return go on one TensorBoard chart
 ("return"), so the gap between imagined and real return is a curve. A checkpoint
 (`checkpoints/latest.zip`, written atomically at the end of a rollout every `ckpt_every` steps)
-lets `resume` continue a killed run; DQN resumes with an empty replay buffer.
+lets `resume` continue a killed run with the saved settings; DQN resumes with an empty replay
+buffer.
 """
 
 from __future__ import annotations
@@ -69,9 +70,16 @@ def make_vec_env(
 
 
 def build_model(
-    algo: str, venv: Any, kwargs: dict, tensorboard: str | None, device: str, seed: int
+    algo: str,
+    venv: Any,
+    kwargs: dict,
+    tensorboard: str | None,
+    device: str,
+    seed: int,
+    load_from: Path | None = None,
 ):
-    """An SB3 model for `venv`; DQN only for Discrete actions."""
+    """An SB3 model for `venv` (the one saved at `load_from` when given, its RNG reseeded
+    past its steps); DQN only for Discrete actions."""
     import stable_baselines3
 
     algo = algo.lower()
@@ -90,9 +98,13 @@ def build_model(
     image = isinstance(obs, spaces.Box) and obs.dtype == np.uint8 and len(obs.shape) == 3
     policy = "CnnPolicy" if image else "MlpPolicy"
     cls = getattr(stable_baselines3, algo.upper())
-    return cls(
-        policy, venv, tensorboard_log=tensorboard, device=device, seed=seed, verbose=0, **kwargs
-    )
+    if load_from is None:
+        return cls(
+            policy, venv, tensorboard_log=tensorboard, device=device, seed=seed, verbose=0, **kwargs
+        )
+    model = cls.load(str(load_from), env=venv, device=device, tensorboard_log=tensorboard)
+    model.set_random_seed(seed + model.num_timesteps)
+    return model
 
 
 def real_eval_callback(eval_env: str, every: int, episodes: int, log_dir: Path):
@@ -138,9 +150,13 @@ def save_atomic(model: Any, path: Path) -> None:
 
 
 def checkpoint_callback(path: Path, every: int):
-    """SB3 callback: at the end of a rollout, save the model to `path` when `every` steps have
-    passed since the last save."""
+    """SB3 callback: save the model to `path` when `every` steps have passed since the last
+    save, at the start of a rollout (after the previous rollout's update: SB3 trains after
+    `on_rollout_end`)."""
     from stable_baselines3.common.callbacks import BaseCallback
+
+    if every < 1:
+        raise ValueError(f"ckpt_every must be >= 1, got {every}")
 
     class Checkpoint(BaseCallback):
         def _on_training_start(self) -> None:
@@ -149,12 +165,28 @@ def checkpoint_callback(path: Path, every: int):
         def _on_step(self) -> bool:
             return True
 
-        def _on_rollout_end(self) -> None:
+        def _on_rollout_start(self) -> None:
             if self.num_timesteps - self.last >= every:
                 self.last = self.num_timesteps
                 save_atomic(self.model, path)
 
     return Checkpoint()
+
+
+def check_resumable(run_dir: Path, algo: str, env_id: str) -> Path:
+    """The run's checkpoint, after checking the run was of the same algorithm and env."""
+    from world_models.checkpoint import read_json
+
+    checkpoint = run_dir / "checkpoints" / "latest.zip"
+    if not checkpoint.is_file() or not (run_dir / "run.json").is_file():
+        raise FileNotFoundError(f"--resume: no checkpoint {checkpoint}")
+    before = read_json(run_dir / "run.json")
+    if (before["algo"].lower(), before["env"]) != (algo.lower(), env_id):
+        raise ValueError(
+            f"--resume: {run_dir} is a {before['algo']} run in {before['env']}, not "
+            f"{algo} in {env_id}; pass the same --algo and --env, or a new --run-dir"
+        )
+    return checkpoint
 
 
 def train_sb3(
@@ -187,14 +219,11 @@ def train_sb3(
     if eval_env and is_dream(eval_env):
         raise ValueError(f"--eval-env must be a real env, got {eval_env}")
     checkpoint = run_dir / "checkpoints" / "latest.zip"
-    if resume and not checkpoint.is_file():
-        raise FileNotFoundError(f"--resume: no checkpoint {checkpoint}")
+    load_from = check_resumable(run_dir, algo, env_id) if resume else None
     venv = make_vec_env(env_id, num_envs, bundle, device, seed)
-    model = build_model(algo, venv, kwargs, str(run_dir / "tensorboard"), device, seed)
-    if resume:
-        model = type(model).load(
-            str(checkpoint), env=venv, device=device, tensorboard_log=str(run_dir / "tensorboard")
-        )
+    model = build_model(
+        algo, venv, kwargs, str(run_dir / "tensorboard"), device, seed, load_from=load_from
+    )
     callbacks = [checkpoint_callback(checkpoint, ckpt_every)]
     if eval_env and eval_every > 0:
         callbacks.append(
@@ -220,5 +249,6 @@ def train_sb3(
     )
     path = run_dir / f"{algo.lower()}.zip"
     save_atomic(model, path)
+    save_atomic(model, checkpoint)
     venv.close()
     return path

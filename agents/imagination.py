@@ -7,8 +7,8 @@ a chunk (a bound on -log pi) is lowered for chunks with positive advantage and r
 negative ones (weights alpha and 1 - alpha, only the sign of the advantage is used), plus
 beta times the reverse KL from the policy's token distributions to those of the frozen BC
 policy at the same masked inputs. Only the actions a chunk actually executed are in its loss.
-Checkpoints (policy, value function, optimizer, iteration, sampling RNG) are written every
-`ckpt_every` iterations; a resumed run starts fresh imagined episodes from there.
+Checkpoints (policy, value function, optimizer, iteration, the sampling and masking RNGs) are
+written every `ckpt_every` iterations; a resumed run starts fresh imagined episodes from there.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from agents.obs_encoders import check_obs_space, make_encoder
 from world_models.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
+    read_json,
     save_checkpoint,
     write_json,
 )
@@ -234,7 +235,11 @@ class Imagination:
         }
 
     def save(self, run_dir: str | os.PathLike) -> Path:
-        state = {"config": asdict(self.cfg), "generator": self.generator.get_state().tolist()}
+        state = {
+            "config": asdict(self.cfg),
+            "generator": self.generator.get_state().tolist(),
+            "torch_rng": torch.get_rng_state().tolist(),  # the BC loss's masks
+        }
         return save_checkpoint(run_dir, self.iteration, self.learner, self.opt, state)
 
     def resume(self, run_dir: str | os.PathLike) -> bool:
@@ -244,8 +249,11 @@ class Imagination:
         if folder is None:
             return False
         state = load_checkpoint(folder, self.learner, self.opt)
+        for group, lr in zip(self.opt.param_groups, (self.cfg.lr, self.cfg.value_lr), strict=True):
+            group["lr"] = lr  # this run's settings, not the checkpoint's
         self.iteration = int(state["step"])
         self.generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
+        torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
         self.obs, _ = self.venv.reset(seed=self.iteration)
         self.episode_return[:] = 0.0
         return True
@@ -288,6 +296,16 @@ def improve_in_dream(
     unknown = sorted(set(overrides or {}) - known)
     if unknown:
         raise ValueError(f"unknown setting(s) {unknown} for imagination; known: {sorted(known)}")
+    if ckpt_every < 1:
+        raise ValueError(f"ckpt_every must be >= 1, got {ckpt_every}")
+    run_dir = Path(run_dir)
+    if resume and (run_dir / "run.json").is_file():
+        before = read_json(run_dir / "run.json")
+        if (before["init"], before["env"]) != (str(init), env_id):
+            raise ValueError(
+                f"--resume: {run_dir} improved {before['init']} in {before['env']}, not {init} "
+                f"in {env_id}; pass the same --init and --env, or a new --run-dir"
+            )
     cfg = ImaginationConfig(**(overrides or {}))
     if num_envs:
         cfg.num_envs = num_envs
@@ -298,7 +316,6 @@ def improve_in_dream(
     )
     check_obs_space(policy.config.obs_spec, venv.single_observation_space, env_id)
     loop = Imagination(policy, venv, cfg, device)
-    run_dir = Path(run_dir)
     if resume and not loop.resume(run_dir):
         venv.close()
         raise FileNotFoundError(f"--resume: no checkpoint in {run_dir}")

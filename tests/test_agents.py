@@ -107,11 +107,19 @@ def test_evaluate_reports_lanesim_gold():
     assert "gold" in format_results(results)
 
 
-def test_sb3_ppo_trains_in_dream_env(bundle, tmp_path):
+def test_sb3_ppo_trains_in_dream_env(bundle, tmp_path, monkeypatch):
+    from stable_baselines3 import PPO
     from stable_baselines3.common.torch_layers import FlattenExtractor
 
+    from agents import baselines
     from agents.baselines import train_sb3
     from experiments.policy_loading import load_policy
+
+    saved_at = []
+    save = baselines.save_atomic
+    monkeypatch.setattr(
+        baselines, "save_atomic", lambda m, p: saved_at.append(m.num_timesteps) or save(m, p)
+    )
 
     # NatureCNN needs 36x36 images or more: a linear extractor keeps the frames tiny
     policy_kwargs = dict(features_extractor_class=FlattenExtractor)
@@ -121,13 +129,13 @@ def test_sb3_ppo_trains_in_dream_env(bundle, tmp_path):
         train_sb3("ppo", "Dream-v0", tmp_path, steps=256, resume=True, **kw)
     path = train_sb3("ppo", "Dream-v0", tmp_path, steps=256, **kw)
     assert path.is_file() and (tmp_path / "run.json").is_file()
-    assert (tmp_path / "checkpoints" / "latest.zip").is_file()
-    # a killed run: only the checkpoint is left, and resuming finishes the remaining steps
+    assert saved_at == [64, 128, 192, 256, 256]  # every rollout (64 steps), then the end
+    # resuming a run continues from its checkpoint to the new total
     path.unlink()
     path = train_sb3("ppo", "Dream-v0", tmp_path, steps=384, resume=True, **kw)
-    from stable_baselines3 import PPO
-
     assert PPO.load(str(path)).num_timesteps == 384
+    with pytest.raises(ValueError, match="ppo run"):
+        train_sb3("a2c", "Dream-v0", tmp_path, steps=512, resume=True, **kw)
     policy = load_policy(f"ppo:{path}", "Dream-v0")
     action = policy.act(np.zeros(IMAGE.shape, np.uint8))
     assert ACTIONS.contains(int(action))
@@ -194,6 +202,8 @@ def test_imagination_resumes_from_checkpoint(bundle, tmp_path):
         venv.close()
     improve_in_dream(init, "Dream-v0", run, steps=3, resume=True, **kw)
     assert latest_checkpoint(run).name == "step-00000003"
+    with pytest.raises(ValueError, match="same --init"):
+        improve_in_dream(tmp_path / "other", "Dream-v0", run, steps=4, resume=True, **kw)
 
 
 def test_load_policy_accepts_diffusion_folder(tmp_path):
