@@ -24,5 +24,12 @@ $D train-dynamics --dataset dreamgym/lanesim-noisy-v0 --tokenizer runs/lane-dyn/
   --set context_length=16 --set flow_share=0.75 --set ramp_weight=false --steps 8000 \
   --batch-size 8 --seq-len 8 --lr 1e-3 --warmup 100 --ckpt-every 250 --image-every 2500 \
   --horizon 200 --threads 1
-$D eval-world-model --bundle runs/lane-flow/bundle --dataset dreamgym/lanesim-noisy-v0 \
+# Then 6,000 more at half the learning rate (the shipped weights; 35 min sharing 2 cores).
+$D train-dynamics --dataset dreamgym/lanesim-noisy-v0 --tokenizer runs/lane-flow/bundle \
+  --init-from runs/lane-flow/bundle --run-dir runs/lane-flow2 --set dim=128 --set depth=4 \
+  --set num_heads=4 --set num_kv_heads=2 --set time_attention_every=2 --set context_prob=0.5 \
+  --set context_length=16 --set flow_share=0.75 --set ramp_weight=false --steps 6000 \
+  --batch-size 8 --seq-len 8 --lr 5e-4 --warmup 100 --ckpt-every 250 --image-every 2500 \
+  --horizon 200 --threads 1
+$D eval-world-model --bundle runs/lane-flow2/bundle --dataset dreamgym/lanesim-noisy-v0 \
   --context 4 --horizon 16 --windows 32 --num-steps 4 64
