@@ -34,3 +34,12 @@ $D eval-world-model --bundle runs/mnist-flow/bundle --dataset dreamgym/mnist-mix
 $D train-dynamics --kind masked-video --dataset generated --run-dir runs/mnist-mv \
   --steps 3000 --batch-size 16 --seq-len 8 --lr 1e-3 --warmup 100 --ckpt-every 100 \
   --image-every 500 --context-length 8 --horizon 50
+# Then trained further from those weights (the README's row): 2,800 steps at lr 5e-4 (stopped
+# at 1,600 and continued with --resume), then 2,200 at 3e-4.
+$D train-dynamics --kind masked-video --dataset generated --run-dir runs/mnist-mv2 \
+  --init-from runs/mnist-mv/bundle --steps 2800 --batch-size 16 --seq-len 8 --lr 5e-4 \
+  --warmup 50 --ckpt-every 100 --image-every 1000 --context-length 8 --horizon 50 --threads 1
+$D train-dynamics --kind masked-video --dataset generated --run-dir runs/mnist-mv3 \
+  --init-from runs/mnist-mv2/bundle --steps 2200 --batch-size 16 --seq-len 8 --lr 3e-4 \
+  --warmup 50 --ckpt-every 100 --image-every 1000 --context-length 8 --horizon 50 --threads 1
+$D eval-video-prediction --model runs/mnist-mv3/bundle --bundle envs/bundles/moving-mnist
