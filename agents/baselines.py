@@ -6,8 +6,8 @@ as a `DummyVecEnv` of monitored envs. Settings per env id come from
 `eval_every` steps, and the training return and the real return go on one TensorBoard chart
 ("return"), so the gap between imagined and real return is a curve. A checkpoint
 (`checkpoints/latest.zip`, written atomically at the end of a rollout every `ckpt_every` steps)
-lets `resume` continue a killed run with the saved settings; DQN resumes with an empty replay
-buffer.
+lets `resume` continue a killed run of the same algorithm and env; DQN resumes with an empty
+replay buffer.
 """
 
 from __future__ import annotations
@@ -173,22 +173,6 @@ def checkpoint_callback(path: Path, every: int):
     return Checkpoint()
 
 
-def check_resumable(run_dir: Path, algo: str, env_id: str) -> Path:
-    """The run's checkpoint, after checking the run was of the same algorithm and env."""
-    from world_models.checkpoint import read_json
-
-    checkpoint = run_dir / "checkpoints" / "latest.zip"
-    if not checkpoint.is_file() or not (run_dir / "run.json").is_file():
-        raise FileNotFoundError(f"--resume: no checkpoint {checkpoint}")
-    before = read_json(run_dir / "run.json")
-    if (before["algo"].lower(), before["env"]) != (algo.lower(), env_id):
-        raise ValueError(
-            f"--resume: {run_dir} is a {before['algo']} run in {before['env']}, not "
-            f"{algo} in {env_id}; pass the same --algo and --env, or a new --run-dir"
-        )
-    return checkpoint
-
-
 def train_sb3(
     algo: str,
     env_id: str,
@@ -209,7 +193,7 @@ def train_sb3(
     """Train an SB3 agent in `env_id` (dream or real) for `steps` env steps in all (with
     `resume`, from the run's checkpoint on) with SB3's progress bar; saves and returns
     `run_dir/ALGO.zip`."""
-    from world_models.checkpoint import write_json
+    from world_models.runs import prepare_run
 
     run_dir = Path(run_dir)
     settings = agent_settings(env_id, algo.lower(), config_path)
@@ -218,8 +202,20 @@ def train_sb3(
     num_envs = num_envs or settings["num_envs"]
     if eval_env and is_dream(eval_env):
         raise ValueError(f"--eval-env must be a real env, got {eval_env}")
+    record = {
+        "algo": algo.lower(),
+        "env": env_id,
+        "bundle": str(bundle) if bundle else None,
+        "steps": steps,
+        "num_envs": num_envs,
+        "kwargs": json.loads(json.dumps(kwargs, default=str)),  # classes as their names
+        "seed": seed,
+    }
+    prepare_run(run_dir, record, resume, must_match=("algo", "env"))
     checkpoint = run_dir / "checkpoints" / "latest.zip"
-    load_from = check_resumable(run_dir, algo, env_id) if resume else None
+    if resume and not checkpoint.is_file():
+        raise FileNotFoundError(f"--resume: {checkpoint} not found")
+    load_from = checkpoint if resume else None
     venv = make_vec_env(env_id, num_envs, bundle, device, seed)
     model = build_model(
         algo, venv, kwargs, str(run_dir / "tensorboard"), device, seed, load_from=load_from
@@ -229,18 +225,6 @@ def train_sb3(
         callbacks.append(
             real_eval_callback(eval_env, eval_every, eval_episodes, run_dir / "tensorboard")
         )
-    write_json(
-        run_dir / "run.json",
-        {
-            "algo": algo,
-            "env": env_id,
-            "bundle": str(bundle) if bundle else None,
-            "steps": steps,
-            "num_envs": num_envs,
-            "kwargs": json.loads(json.dumps(kwargs, default=str)),  # classes as their names
-            "seed": seed,
-        },
-    )
     model.learn(
         total_timesteps=max(steps - model.num_timesteps, 0),
         callback=callbacks,

@@ -26,13 +26,8 @@ from tqdm import tqdm
 
 from agents.diffusion_policy import DiffusionPolicy, load_diffusion_policy, save_policy
 from agents.obs_encoders import check_obs_space, make_encoder
-from world_models.checkpoint import (
-    latest_checkpoint,
-    load_checkpoint,
-    read_json,
-    save_checkpoint,
-    write_json,
-)
+from world_models.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from world_models.runs import prepare_run
 
 
 @dataclass
@@ -298,19 +293,20 @@ def improve_in_dream(
         raise ValueError(f"unknown setting(s) {unknown} for imagination; known: {sorted(known)}")
     if ckpt_every < 1:
         raise ValueError(f"ckpt_every must be >= 1, got {ckpt_every}")
-    run_dir = Path(run_dir)
-    if resume and (run_dir / "run.json").is_file():
-        before = read_json(run_dir / "run.json")
-        if (before["init"], before["env"]) != (str(init), env_id):
-            raise ValueError(
-                f"--resume: {run_dir} improved {before['init']} in {before['env']}, not {init} "
-                f"in {env_id}; pass the same --init and --env, or a new --run-dir"
-            )
     cfg = ImaginationConfig(**(overrides or {}))
     if num_envs:
         cfg.num_envs = num_envs
-    policy = load_diffusion_policy(init, device)
     bundle = bundle or gym.spec(env_id).kwargs.get("bundle")
+    run_dir = Path(run_dir)
+    record = {
+        "init": str(init),
+        "env": env_id,
+        "steps": steps,
+        "bundle": str(bundle),
+        "config": asdict(cfg),
+    }
+    prepare_run(run_dir, record, resume, must_match=("init", "env"))
+    policy = load_diffusion_policy(init, device)
     venv = DreamVectorEnv(
         cfg.num_envs, bundle=bundle, device=device, autoreset_mode=AutoresetMode.SAME_STEP
     )
@@ -319,16 +315,6 @@ def improve_in_dream(
     if resume and not loop.resume(run_dir):
         venv.close()
         raise FileNotFoundError(f"--resume: no checkpoint in {run_dir}")
-    write_json(
-        run_dir / "run.json",
-        {
-            "init": str(init),
-            "env": env_id,
-            "steps": steps,
-            "bundle": str(bundle),
-            "config": asdict(cfg),
-        },
-    )
     writer = SummaryWriter(str(run_dir / "tensorboard"))
     try:
         for it in tqdm(

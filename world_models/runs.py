@@ -1,4 +1,4 @@
-"""What every world-model training command shares: run folders, config overrides, data splits."""
+"""What every training command shares: run folders, config overrides, data splits."""
 
 from __future__ import annotations
 
@@ -45,8 +45,14 @@ def new_run_dir(root: str | os.PathLike, experiment: str) -> Path:
     return path
 
 
-def prepare_run(run_dir: str | os.PathLike, settings: dict[str, Any], resume: bool) -> dict:
-    """Record a run's settings in `run.json`, or on `--resume` return the recorded ones.
+def prepare_run(
+    run_dir: str | os.PathLike,
+    settings: dict[str, Any],
+    resume: bool,
+    must_match: tuple[str, ...] = (),
+) -> dict:
+    """Record a run's settings in `run.json`, or on `--resume` return the recorded ones (after
+    checking that the `must_match` settings are the same as this call's).
 
     A run folder that already has checkpoints is never silently restarted: without `resume`
     that is an error, so a finished or killed run is not overwritten by accident.
@@ -56,7 +62,14 @@ def prepare_run(run_dir: str | os.PathLike, settings: dict[str, Any], resume: bo
     if resume:
         if not recorded.is_file():
             raise FileNotFoundError(f"--resume: {recorded} not found; is {run_dir} a run folder?")
-        return read_json(recorded)
+        before = read_json(recorded)
+        for key in must_match:
+            if before.get(key) != settings[key]:
+                raise ValueError(
+                    f"--resume: {run_dir} was run with {key}={before.get(key)!r}, not "
+                    f"{settings[key]!r}; pass the same option, or a new --run-dir"
+                )
+        return before
     if latest_checkpoint(run_dir) is not None:
         raise FileExistsError(
             f"{run_dir} already holds checkpoints: pass --resume to continue it, "
