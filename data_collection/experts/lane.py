@@ -8,9 +8,11 @@ Behaviour, in priority order:
 - kill: an enemy laner below 35% health and out of its tower's reach is chased with Q, E and
   auto-attacks; R whenever its damage covers the enemy laner's health (in any state).
 - farm: stand next to the lowest-health enemy minion that allied minions (or the allied tower)
-  are tanking, and out of the aggro range of untanked enemy minions; auto-attack when the hit
-  kills (with Q when only the empowered hit kills), and hit healthy minions only while every
-  minion in range has plenty of health, so the attack is ready for the next last hit.
+  are tanking, and out of the aggro range of untanked enemy minions; hold attack while the hit
+  would kill (with Q when only the empowered hit kills), and hit healthy minions only while every
+  minion in range has plenty of health, so the attack is ready for the next last hit. The keys
+  are held whether or not the attack is ready (the timer is not on screen), so they follow
+  what the screen shows: a policy learning from pixels can see when to press them.
 - never step into the enemy tower's range unless at least two allied minions are under it;
   shield (W) when hit hard or when the enemy laner is trading.
 """
@@ -108,7 +110,7 @@ class LaneExpert(Policy):
             limit = min(limit, x[enemies & ~tanked].min() - ls.MINION_AGGRO - 1.0)
         d = np.hypot(x - x[me], y - y[me])
         reach = enemies & (d <= u["range"][me])
-        if u["cd"][me] == 0 and tm[me, ls.E_SPIN] == 0 and reach.any():
+        if reach.any():
             weakest = hp[reach].min()
             ad = float(u["ad"][me])
             if weakest <= sim.attack_damage(me):
