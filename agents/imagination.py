@@ -42,6 +42,7 @@ class ImaginationConfig:
     value_lr: float = 3e-4
     value_dim: int = 64
     temperature: float = 1.0
+    horizon: int = 0  # imagined episode length in steps (0: the bundle's horizon)
 
 
 class ValueNet(nn.Module):
@@ -308,7 +309,11 @@ def improve_in_dream(
     prepare_run(run_dir, record, resume, must_match=("init", "env"))
     policy = load_diffusion_policy(init, device)
     venv = DreamVectorEnv(
-        cfg.num_envs, bundle=bundle, device=device, autoreset_mode=AutoresetMode.SAME_STEP
+        cfg.num_envs,
+        bundle=bundle,
+        device=device,
+        autoreset_mode=AutoresetMode.SAME_STEP,
+        horizon=cfg.horizon or None,
     )
     check_obs_space(policy.config.obs_spec, venv.single_observation_space, env_id)
     loop = Imagination(policy, venv, cfg, device)

@@ -206,6 +206,25 @@ def test_imagination_resumes_from_checkpoint(bundle, tmp_path):
         improve_in_dream(tmp_path / "other", "Dream-v0", run, steps=4, resume=True, **kw)
 
 
+def test_imagination_horizon_setting_sets_imagined_episode_length(bundle, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from agents.imagination import improve_in_dream
+
+    init = save_policy(tiny_policy(), tmp_path / "bc")
+    ended = {}
+    for horizon in (0, 2):  # 0: the bundle's 6 steps, longer than the 4-step rollout
+        run = tmp_path / f"run-{horizon}"
+        settings = dict(rollout_steps=4, value_dim=16, horizon=horizon)
+        improve_in_dream(
+            init, "Dream-v0", run, steps=1, bundle=bundle, num_envs=2, overrides=settings
+        )
+        events = EventAccumulator(str(run / "tensorboard"))
+        events.Reload()
+        ended[horizon] = "imagination/imagined_return" in events.Tags()["scalars"]
+    assert ended == {0: False, 2: True}
+
+
 def test_load_policy_accepts_diffusion_folder(tmp_path):
     from agents.diffusion_policy import DiffusionAgent
     from experiments.policy_loading import load_policy

@@ -259,3 +259,20 @@ def test_expert_earns_far_more_gold_than_random():
             total += info["gold"]
         gold[kind] = total / 3
     assert gold["expert"] >= 100 and gold["expert"] > 5 * gold["random"] + 50, gold
+
+
+def test_expert_holds_attack_on_a_killable_minion_while_its_attack_recharges():
+    """The attack timer is not on screen, so the expert's attack key must not depend on it:
+    a killable minion in range gets the key pressed whether or not the attack is ready."""
+    env = empty_lane()
+    u = env.sim.units
+    ally = place(env, ls.MELEE, 0, u["x"][ls.PLAYER] + 3.0, 0.0, 400.0)
+    foe = place(env, ls.MELEE, 1, u["x"][ally] + 1.0, 0.0, 10.0)  # tanked by the ally
+    expert = make_policy("expert", "LaneSim-v0")
+    expert.reset(env, 0)
+    for cooldown in (0, 5):
+        u["cd"][ls.PLAYER] = cooldown
+        assert expert.act(None)[2] == 1, cooldown
+    # not killable, not even by a Q-empowered hit, and too weak to push: the attack is saved
+    u["hp"][foe] = u["ad"][ls.PLAYER] + ls.Q_BONUS + 20.0
+    assert expert.act(None)[2] == 0

@@ -12,8 +12,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import envs  # noqa: F401
 from data_collection.recording import collect
+from data_collection.sequence_view import SequenceView
 from experiments.cli import main
-from world_models.bundle import load_bundle
+from world_models.bundle import load_bundle, start_contexts
 from world_models.checkpoint import CheckpointError
 from world_models.runs import load_trained
 
@@ -190,6 +191,30 @@ def test_eval_and_export_from_a_run_folder(trained):
         "2",
     )
     assert set(load_bundle(root / "exported").models) == {"tokenizer", "dynamics"}
+
+
+def test_start_contexts_from_episode_starts_or_anywhere(trained):
+    _, data, _, _ = trained
+    view = SequenceView("test/empty-v0", data_dir=data)
+    episodes = [view.episode(i) for i in range(view.num_episodes)]
+    first = start_contexts(view, count=4, length=2)
+    assert first["obs"].shape[:2] == (4, 2)
+    starts = [ep["obs"][:2] for ep in episodes]
+    assert all(any(np.array_equal(c, s) for s in starts) for c in first["obs"])
+    anywhere = start_contexts(view, count=32, length=2, anywhere=True)
+    assert anywhere["obs"].shape[:2] == anywhere["action"].shape[:2] == (32, 2)
+    offsets = []  # where each window sits in its episode: it must be a real window
+    for c, a in zip(anywhere["obs"], anywhere["action"], strict=True):
+        found = [
+            o
+            for ep in episodes
+            for o in range(len(ep["obs"]) - 1)
+            if np.array_equal(ep["obs"][o : o + 2], c)
+            and np.array_equal(ep["action"][o : o + 2], a)
+        ]
+        assert found
+        offsets.append(min(found))
+    assert max(offsets) > 0  # not only episode starts
 
 
 def test_resume_continues_and_a_finished_run_is_not_restarted(trained):

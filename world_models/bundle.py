@@ -148,12 +148,21 @@ def load_bundle(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
     return Bundle(path=path, config=config, models=models, contexts=contexts)
 
 
-def start_contexts(view: Any, count: int, length: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """The first `length` steps of up to `count` episodes of a SequenceView, as bundle contexts."""
+def start_contexts(
+    view: Any, count: int, length: int, seed: int = 0, anywhere: bool = False
+) -> dict[str, np.ndarray]:
+    """`length`-step windows of a SequenceView as bundle contexts: the first steps of up to
+    `count` episodes (the real env's start states), or with `anywhere` `count` windows drawn
+    uniformly from every position of every episode (the real states Dreamer's imagination
+    starts from; for envs whose dream horizon covers only the start of a real episode)."""
     rng = np.random.default_rng(seed)
+    keys = ("obs", "action", "labeled")
+    if anywhere:
+        batch = view.sample(count, length, rng)  # raises a clear error when no episode fits
+        return {k: batch[k] for k in keys}
     ids = [i for i in range(view.num_episodes) if len(view.episode(i)["obs"]) >= length]
     if not ids:
         raise ValueError(f"no episode has {length} steps to serve as start context")
     chosen = rng.choice(ids, size=min(count, len(ids)), replace=False)
     episodes = [view.episode(int(i)) for i in sorted(chosen)]
-    return {k: np.stack([ep[k][:length] for ep in episodes]) for k in ("obs", "action", "labeled")}
+    return {k: np.stack([ep[k][:length] for ep in episodes]) for k in keys}

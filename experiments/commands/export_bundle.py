@@ -22,6 +22,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="bundle folder to write")
     parser.add_argument("--contexts", type=int, default=64, help="number of start contexts")
     parser.add_argument("--context-length", type=int, default=1, help="frames per start context")
+    parser.add_argument(
+        "--contexts-from",
+        choices=("start", "anywhere"),
+        default="start",
+        help="start: the first steps of episodes (the real env's start states); anywhere: "
+        "windows from every point of the episodes (for a dream horizon shorter than a real "
+        "episode, e.g. LaneSim: imagination then starts where the action is)",
+    )
     parser.add_argument("--horizon", type=int, default=200, help="dream episode length")
     parser.add_argument("--num-steps", type=int, default=4, help="shortcut steps K per frame")
 
@@ -42,7 +50,9 @@ def run(args: argparse.Namespace) -> int:
             "tokenizer": load_trained(args.tokenizer, "tokenizer"),
             "dynamics": load_trained(args.dynamics, "dynamics"),
         },
-        contexts=start_contexts(view, args.contexts, args.context_length),
+        contexts=start_contexts(
+            view, args.contexts, args.context_length, anywhere=args.contexts_from == "anywhere"
+        ),
         sampling={"num_steps": args.num_steps},
         horizon=args.horizon,
     )
