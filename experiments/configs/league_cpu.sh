@@ -33,3 +33,11 @@ $D train-dynamics --dataset dreamgym/lanesim-noisy-v0 --tokenizer runs/lane-flow
   --horizon 200 --threads 1
 $D eval-world-model --bundle runs/lane-flow2/bundle --dataset dreamgym/lanesim-noisy-v0 \
   --context 4 --horizon 16 --windows 32 --num-steps 4 64
+# The shipped start contexts: 64 windows of 4 real frames from anywhere in the expert's
+# episodes, so that 200-step dreams (and imagination) start in the lane, next to the minions,
+# rather than at the fountain (a real episode is 1,000 steps; the first gold comes near step 112).
+$D collect --env LaneSim-v0 --policy expert --episodes 100 --dataset-id dreamgym/lanesim-expert-v0 \
+  --seed 7000
+$D export-bundle --tokenizer runs/lane-flow2/bundle --dynamics runs/lane-flow2/bundle \
+  --dataset dreamgym/lanesim-expert-v0 --out runs/league-anywhere --contexts 64 \
+  --context-length 4 --contexts-from anywhere
