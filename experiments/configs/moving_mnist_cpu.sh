@@ -42,4 +42,8 @@ $D train-dynamics --kind masked-video --dataset generated --run-dir runs/mnist-m
 $D train-dynamics --kind masked-video --dataset generated --run-dir runs/mnist-mv3 \
   --init-from runs/mnist-mv2/bundle --steps 2200 --batch-size 16 --seq-len 8 --lr 3e-4 \
   --warmup 50 --ckpt-every 100 --image-every 1000 --context-length 8 --horizon 50 --threads 1
-$D eval-video-prediction --model runs/mnist-mv3/bundle --bundle envs/bundles/moving-mnist
+# Then 4,000 more at 2e-4 (stopped at 3,400, continued with --resume): +0.03 dB, a plateau.
+$D train-dynamics --kind masked-video --dataset generated --run-dir runs/mnist-mv4 \
+  --init-from runs/mnist-mv3/bundle --steps 4000 --batch-size 16 --seq-len 8 --lr 2e-4 \
+  --warmup 50 --ckpt-every 100 --image-every 1000 --context-length 8 --horizon 50 --threads 1
+$D eval-video-prediction --model runs/mnist-mv4/bundle --bundle envs/bundles/moving-mnist
