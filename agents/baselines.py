@@ -4,7 +4,10 @@ Dream ids (`Dream-...`) are stepped as one batched `DreamSB3VecEnv` (no subproce
 as a `DummyVecEnv` of monitored envs. Settings per env id come from
 `experiments/configs/agents.json`. With `eval_env`, the agent is scored in that real env every
 `eval_every` steps, and the training return and the real return go on one TensorBoard chart
-("return"), so the gap between imagined and real return is a curve. A checkpoint
+("return"), so the gap between imagined and real return is a curve. `frame_stack` (a setting per
+env id, or `--set frame_stack=N`) stacks each image with the N - 1 before it on the channel
+axis, SB3's `VecFrameStack`: Moving MNIST's two digits look alike, so which one the agent
+steers shows only in motion. A checkpoint
 (`checkpoints/latest.zip`, written atomically at the end of a rollout every `ckpt_every` steps)
 lets `resume` continue a killed run of the same algorithm and env; DQN resumes with an empty
 replay buffer.
@@ -30,7 +33,8 @@ def is_dream(env_id: str) -> bool:
 
 
 def agent_settings(env_id: str, algo: str, path: str | os.PathLike = CONFIG_PATH) -> dict:
-    """{"steps", "num_envs", "kwargs"} for an env id (following "same_as"), else "default"."""
+    """{"steps", "num_envs", "frame_stack", "kwargs"} for an env id (following "same_as"),
+    else "default"."""
     table = json.loads(Path(path).read_text())
     key = env_id.split(":")[-1]
     entry = table.get(key, table["default"])
@@ -40,6 +44,7 @@ def agent_settings(env_id: str, algo: str, path: str | os.PathLike = CONFIG_PATH
     return {
         "steps": entry.get("steps", default["steps"]),
         "num_envs": entry.get("num_envs", default["num_envs"]),
+        "frame_stack": entry.get("frame_stack", default.get("frame_stack", 1)),
         "kwargs": dict(entry.get(algo, default[algo])),
     }
 
@@ -50,23 +55,35 @@ def make_vec_env(
     bundle: str | os.PathLike | None = None,
     device: str = "cpu",
     seed: int = 0,
+    frame_stack: int = 1,
 ) -> Any:
-    """An SB3 VecEnv: a batched dream env for dream ids, else monitored real envs."""
+    """An SB3 VecEnv: a batched dream env for dream ids, else monitored real envs; with
+    `frame_stack` > 1, wrapped in `VecFrameStack` (channels last)."""
     from stable_baselines3.common.env_util import make_vec_env as sb3_make_vec_env
-    from stable_baselines3.common.vec_env import VecMonitor
+    from stable_baselines3.common.vec_env import VecFrameStack, VecMonitor
 
     import envs  # noqa: F401  (registers dreamgym ids)
 
+    if frame_stack < 1:
+        raise ValueError(f"frame_stack must be >= 1, got {frame_stack}")
     if is_dream(env_id):
         from envs.dream_vector import DreamSB3VecEnv
 
         bundle = bundle or gym.spec(env_id).kwargs.get("bundle")
-        venv = DreamSB3VecEnv(num_envs, bundle=bundle, device=device)
+        venv = VecMonitor(DreamSB3VecEnv(num_envs, bundle=bundle, device=device))
         venv.seed(seed)
-        return VecMonitor(venv)
-    if bundle is not None:
+    elif bundle is not None:
         raise ValueError(f"--bundle only applies to dream envs, not {env_id}")
-    return sb3_make_vec_env(env_id, n_envs=num_envs, seed=seed)
+    else:
+        venv = sb3_make_vec_env(env_id, n_envs=num_envs, seed=seed)
+    if frame_stack == 1:
+        return venv
+    if len(venv.observation_space.shape or ()) != 3:
+        raise ValueError(
+            f"frame_stack={frame_stack} stacks image channels; {env_id} observes "
+            f"{venv.observation_space}: use frame_stack=1"
+        )
+    return VecFrameStack(venv, frame_stack, channels_order="last")
 
 
 def build_model(
@@ -141,6 +158,26 @@ def real_eval_callback(eval_env: str, every: int, episodes: int, log_dir: Path):
     return RealEval()
 
 
+def progress_callback(total: int):
+    """SB3 callback: a tqdm bar of env steps, which (unlike SB3's rich bar) also updates in a
+    log file."""
+    from stable_baselines3.common.callbacks import BaseCallback
+    from tqdm import tqdm
+
+    class Progress(BaseCallback):
+        def _on_training_start(self) -> None:
+            self.bar = tqdm(total=total, initial=self.num_timesteps, unit="step", desc="train")
+
+        def _on_step(self) -> bool:
+            self.bar.update(self.num_timesteps - self.bar.n)
+            return True
+
+        def _on_training_end(self) -> None:
+            self.bar.close()
+
+    return Progress()
+
+
 def save_atomic(model: Any, path: Path) -> None:
     """`model.save` to a temporary file, then rename it over `path`."""
     tmp = path.with_name(f".{path.stem}.tmp.zip")
@@ -191,13 +228,14 @@ def train_sb3(
     resume: bool = False,
 ) -> Path:
     """Train an SB3 agent in `env_id` (dream or real) for `steps` env steps in all (with
-    `resume`, from the run's checkpoint on) with SB3's progress bar; saves and returns
-    `run_dir/ALGO.zip`."""
+    `resume`, from the run's checkpoint on) with a progress bar; saves and returns
+    `run_dir/ALGO.zip`. `overrides` may set `frame_stack` beside the algorithm's arguments."""
     from world_models.runs import prepare_run
 
     run_dir = Path(run_dir)
     settings = agent_settings(env_id, algo.lower(), config_path)
     kwargs = {**settings["kwargs"], **(overrides or {})}
+    frame_stack = int(kwargs.pop("frame_stack", settings["frame_stack"]))
     steps = steps or settings["steps"]
     num_envs = num_envs or settings["num_envs"]
     if eval_env and is_dream(eval_env):
@@ -208,19 +246,20 @@ def train_sb3(
         "bundle": str(bundle) if bundle else None,
         "steps": steps,
         "num_envs": num_envs,
+        "frame_stack": frame_stack,
         "kwargs": json.loads(json.dumps(kwargs, default=str)),  # classes as their names
         "seed": seed,
     }
-    prepare_run(run_dir, record, resume, must_match=("algo", "env"))
+    prepare_run(run_dir, record, resume, must_match=("algo", "env", "frame_stack"))
     checkpoint = run_dir / "checkpoints" / "latest.zip"
     if resume and not checkpoint.is_file():
         raise FileNotFoundError(f"--resume: {checkpoint} not found")
     load_from = checkpoint if resume else None
-    venv = make_vec_env(env_id, num_envs, bundle, device, seed)
+    venv = make_vec_env(env_id, num_envs, bundle, device, seed, frame_stack)
     model = build_model(
         algo, venv, kwargs, str(run_dir / "tensorboard"), device, seed, load_from=load_from
     )
-    callbacks = [checkpoint_callback(checkpoint, ckpt_every)]
+    callbacks = [progress_callback(steps), checkpoint_callback(checkpoint, ckpt_every)]
     if eval_env and eval_every > 0:
         callbacks.append(
             real_eval_callback(eval_env, eval_every, eval_episodes, run_dir / "tensorboard")
@@ -228,7 +267,6 @@ def train_sb3(
     model.learn(
         total_timesteps=max(steps - model.num_timesteps, 0),
         callback=callbacks,
-        progress_bar=True,
         reset_num_timesteps=not resume,
     )
     path = run_dir / f"{algo.lower()}.zip"

@@ -178,7 +178,11 @@ def _train_agent(agent: dict[str, Any], ctx: Context, trained: dict[str, Path]) 
         bundle=bundle if dream else None,
         num_envs=agent["num_envs"] or defaults["num_envs"],
         device=ctx.device,
-        overrides={**defaults["kwargs"], **agent["settings"]},
+        overrides={
+            **defaults["kwargs"],
+            "frame_stack": defaults["frame_stack"],
+            **agent["settings"],
+        },
         seed=agent["seed"],
         **evals,
     )

@@ -5,16 +5,46 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
+import numpy as np
+
 from data_collection.policies import POLICY_KINDS, Policy, make_policy
 
 
 class SB3Policy(Policy):
-    """A saved Stable-Baselines3 model (.zip) acting deterministically."""
+    """A saved Stable-Baselines3 model (.zip) acting deterministically.
+
+    A model trained on stacked frames (`frame_stack`, SB3's `VecFrameStack`: its observation
+    holds k of the env's on the last axis) is fed the same stack: zeros before the episode's
+    first frame, newest last.
+    """
 
     def __init__(self, model: Any) -> None:
         self.model = model
+        self.frames = 1
+        self.stack: np.ndarray | None = None
+
+    def reset(self, env: gym.Env, seed: int | None = None) -> None:
+        super().reset(env, seed)
+        frames, rest = divmod(
+            int(np.prod(self.model.observation_space.shape)),
+            int(np.prod(env.observation_space.shape)),
+        )
+        if rest or frames < 1:
+            raise ValueError(
+                f"this agent observes {self.model.observation_space}, not a stack of this env's "
+                f"{env.observation_space}: score it in the env it was trained for"
+            )
+        self.frames = frames
+        self.stack = None
 
     def act(self, obs: Any) -> Any:
+        if self.frames > 1:
+            obs = np.asarray(obs)
+            if self.stack is None:
+                self.stack = np.zeros(obs.shape[:-1] + (obs.shape[-1] * self.frames,), obs.dtype)
+            self.stack = np.concatenate([self.stack[..., obs.shape[-1] :], obs], axis=-1)
+            obs = self.stack
         action, _ = self.model.predict(obs, deterministic=True)
         return action
 

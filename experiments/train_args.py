@@ -22,7 +22,10 @@ def add_train_arguments(parser: argparse.ArgumentParser, experiment: str) -> Non
         "--set",
         action="append",
         metavar="KEY=VALUE",
-        help="model config setting (repeatable), e.g. --set latent_dim=16",
+        help=(
+            "model config setting (repeatable), e.g. --set latent_dim=16; for SB3 agents an "
+            "algorithm argument or frame_stack"
+        ),
     )
     parser.add_argument(
         "--threads",

@@ -141,6 +141,74 @@ def test_sb3_ppo_trains_in_dream_env(bundle, tmp_path, monkeypatch):
     assert ACTIONS.contains(int(action))
 
 
+class RecordingModel:
+    """Stands in for an SB3 model: records what it is shown, always answers action 0."""
+
+    def __init__(self, observation_space: spaces.Space) -> None:
+        self.observation_space = observation_space
+        self.seen: list[np.ndarray] = []
+
+    def predict(self, obs, deterministic=True):
+        self.seen.append(obs.copy())
+        return np.zeros(2, np.float32), None
+
+
+def test_scoring_a_frame_stacked_agent_shows_it_the_stack_training_showed():
+    import gymnasium as gym
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
+
+    from experiments.policy_loading import SB3Policy
+
+    def make():
+        return gym.make("MovingMNIST-v0", image_size=16)
+
+    venv = VecFrameStack(DummyVecEnv([make]), 3, channels_order="last")
+    venv.seed(5)
+    trained_on = [venv.reset()[0]]
+    env = make()
+    obs, _ = env.reset(seed=5)
+    policy = SB3Policy(RecordingModel(venv.observation_space))
+    policy.reset(env, seed=5)
+    for _ in range(4):
+        action = policy.act(obs)
+        trained_on.append(venv.step(action[None])[0][0])
+        obs = env.step(action)[0]
+    assert policy.model.seen[0].shape == (16, 16, 3) and not policy.model.seen[0][..., :2].any()
+    for shown, stacked in zip(policy.model.seen, trained_on[:-1], strict=True):
+        np.testing.assert_array_equal(shown, stacked)
+    wrong = SB3Policy(RecordingModel(spaces.Box(0, 255, (16, 16, 2), np.uint8)))
+    with pytest.raises(ValueError, match="not a stack of this env's"):
+        wrong.reset(gym.make("MovingMNIST-v0", image_size=32), seed=0)
+
+
+def test_frame_stack_setting_is_recorded_checked_on_resume_and_needs_images(bundle, tmp_path):
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.torch_layers import FlattenExtractor
+
+    from agents.baselines import make_vec_env, train_sb3
+
+    overrides = dict(n_steps=16, batch_size=32, n_epochs=1, frame_stack=2)
+    overrides["policy_kwargs"] = dict(features_extractor_class=FlattenExtractor)
+    kw = dict(bundle=bundle, num_envs=2, ckpt_every=32)
+    path = train_sb3("ppo", "Dream-v0", tmp_path, steps=32, overrides=overrides, **kw)
+    assert json.loads((tmp_path / "run.json").read_text())["frame_stack"] == 2
+    assert int(np.prod(PPO.load(str(path)).observation_space.shape)) == 2 * int(
+        np.prod(IMAGE.shape)
+    )
+    with pytest.raises(ValueError, match="frame_stack=2"):
+        train_sb3(
+            "ppo",
+            "Dream-v0",
+            tmp_path,
+            steps=64,
+            overrides={**overrides, "frame_stack": 3},
+            resume=True,
+            **kw,
+        )
+    with pytest.raises(ValueError, match="stacks image channels"):
+        make_vec_env("MiniGridSymbolic-Empty-8x8-v0", 1, frame_stack=2)
+
+
 def tiny_policy(**kw) -> DiffusionPolicy:
     torch.manual_seed(0)
     settings = dict(horizon=2, dim=16, depth=1, num_heads=2, steps=2, execute=1) | kw
