@@ -47,3 +47,24 @@ $D train-dynamics --kind masked-video --dataset generated --run-dir runs/mnist-m
   --init-from runs/mnist-mv3/bundle --steps 4000 --batch-size 16 --seq-len 8 --lr 2e-4 \
   --warmup 50 --ckpt-every 100 --image-every 1000 --context-length 8 --horizon 50 --threads 1
 $D eval-video-prediction --model runs/mnist-mv4/bundle --bundle envs/bundles/moving-mnist
+# An experiment, not shipped (README, agents): the shipped dynamics trained 4,000 + 1,500 more
+# steps on exploratory play (70% random actions), for a reward head that has seen digits far
+# apart; PPO in it still learns nothing real (stopped at 51k steps).
+$D collect --env MovingMNIST-v0 --policy noisy --epsilon 0.7 --episodes 400 \
+  --dataset-id dreamgym/mnist-explore-v0 --seed 19000
+DYN=(--set dim=128 --set depth=4 --set num_heads=4 --set num_kv_heads=2
+  --set time_attention_every=2 --set context_prob=0.5 --set context_length=16
+  --set reward_loss_scale=0.01 --set continue_loss_scale=0.01 --set flow_share=0.75
+  --set ramp_weight=false --batch-size 8 --seq-len 8 --ckpt-every 250 --image-every 2000
+  --horizon 50 --threads 1)
+$D train-dynamics --dataset dreamgym/mnist-explore-v0 --tokenizer envs/bundles/moving-mnist \
+  --init-from envs/bundles/moving-mnist --run-dir runs/mnist-explore "${DYN[@]}" \
+  --steps 4000 --lr 5e-4 --warmup 100
+$D train-dynamics --dataset dreamgym/mnist-explore-v0 --tokenizer envs/bundles/moving-mnist \
+  --init-from runs/mnist-explore/bundle --run-dir runs/mnist-heads-all "${DYN[@]}" \
+  --steps 1500 --lr 3e-4 --warmup 50
+$D eval-world-model --bundle runs/mnist-heads-all/bundle --dataset dreamgym/mnist-explore-v0 \
+  --context 4 --horizon 16 --windows 32 --num-steps 4 --perceptual none
+$D train-policy --algo ppo --env Dream-MovingMNIST-v0 --bundle runs/mnist-heads-all/bundle \
+  --steps 100000 --num-envs 16 --run-dir runs/ppo-mnist-dream-explore --threads 1 \
+  --eval-env MovingMNIST-v0 --eval-every 25000 --eval-episodes 10
