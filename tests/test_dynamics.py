@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from world_models.dynamics import Dynamics, DynamicsConfig, episode_mask
+from world_models.dynamics import Dynamics, DynamicsConfig, episode_mask, motion_token_weight
 from world_models.shortcut import add_noise
 
 N, D = 4, 8
@@ -75,6 +75,8 @@ def test_config_json_and_errors() -> None:
         tiny_config(context_prob=1.0)
     with pytest.raises(ValueError, match="flow_share"):
         tiny_config(flow_share=1.0)
+    with pytest.raises(ValueError, match="motion_weight"):
+        tiny_config(motion_weight=-1.0)
     with pytest.raises(ValueError, match="power of two"):
         tiny_config(k_max=12)
     with pytest.raises(ValueError, match="time_attention_every"):
@@ -103,6 +105,26 @@ def test_context_prob_trains_on_context_frames() -> None:
     _, mixed = make_model(context_prob=0.9).loss(*data, generator=g)
     # Pure diffusion forcing: d > d_min (bootstrap) for 3 of 4 levels; context frames use d_min.
     assert paper["bootstrap_frac"] > 0.5 and mixed["bootstrap_frac"] < 0.3
+
+
+def test_motion_weight_puts_the_loss_on_tokens_that_moved() -> None:
+    latents = torch.zeros(1, 3, N, D)
+    latents[0, 1, 2] = 0.5  # token 2 moves at frame 1, and back at frame 2
+    is_first = torch.tensor([[True, False, True]])  # frame 2 starts a new episode
+    weight = motion_token_weight(latents, 3.0, is_first)
+    assert torch.allclose(weight.mean(-1), torch.ones(1, 3))  # each frame keeps its share
+    assert torch.allclose(weight[0, 1], torch.tensor([4.0, 4.0, 16.0, 4.0]) / 7)
+    assert torch.equal(weight[0, 0], torch.ones(N)) and torch.equal(weight[0, 2], torch.ones(N))
+    # In the loss: static latents but for token 0, so the weighted loss differs from the plain.
+    data = batch(b=4, t=4)
+    moved = data[0][:, :1].repeat(1, 4, 1, 1)
+    moved[:, :, 0] = torch.linspace(-1, 1, 4)[None, :, None]
+    plain, weighted = make_model(), make_model(motion_weight=7.0)
+    g = torch.Generator().manual_seed(0)
+    _, m_plain = plain.loss(moved, *data[1:], generator=g)
+    g = torch.Generator().manual_seed(0)
+    _, m_weighted = weighted.loss(moved, *data[1:], generator=g)
+    assert m_weighted["dynamics_loss"] != m_plain["dynamics_loss"]
 
 
 def test_agent_tokens_are_isolated() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from world_models.metrics import mse, per_horizon, perceptual, psnr, ssim
+from world_models.metrics import changed_psnr, mse, per_horizon, perceptual, psnr, ssim
 from world_models.perceptual import PerceptualLoss
 
 
@@ -31,6 +31,20 @@ def test_mse_and_psnr_of_known_errors() -> None:
     assert torch.allclose(values[:, 2], torch.tensor(100.0))  # identical frames are capped
     as_uint8 = (target * 255).round().to(torch.uint8)
     assert torch.allclose(mse(as_uint8, as_uint8.float() / 255), torch.zeros(2, 3))
+
+
+def test_changed_psnr_scores_only_the_pixels_that_moved() -> None:
+    reference = torch.zeros(1, 2, 8, 8, 3)
+    target = reference.clone()
+    target[0, 0, 2, 3] = 1.0  # one pixel moved in frame 0; frame 1 is unchanged
+    pred = target.clone()
+    pred[0, 0, 2, 3] = 0.9  # off by 0.1 on the moved pixel
+    pred[0, 0, 5, 5] = 0.5  # and wrong on a pixel that did not move: not counted
+    values = changed_psnr(pred, target, reference)
+    assert torch.allclose(values[0, 0], torch.tensor(20.0), atol=1e-3)
+    assert torch.isnan(values[0, 1])
+    # hold-last-frame (the reference itself) gets the whole change wrong: 0 dB here.
+    assert torch.allclose(changed_psnr(reference, target, reference)[0, 0], torch.tensor(0.0))
 
 
 @pytest.mark.parametrize(("size", "channels"), [(64, 3), (32, 1), (8, 3)])

@@ -174,6 +174,10 @@ def test_eval_and_export_from_a_run_folder(trained):
     assert len(metrics["hold_last_frame"]["perceptual"]) == 2
     assert min(metrics["dream_k4"]["perceptual"]) > 0  # a 3-step model's dreams are not real
     assert metrics["other_actions"]["num_steps"] == 1 and len(metrics["other_actions"]["psnr"]) == 2
+    # over changed pixels hold-last-frame is wrong by the whole change (None: nothing changed)
+    held, dreamed = metrics["hold_last_frame"]["changed_psnr"], metrics["dream_k4"]["changed_psnr"]
+    assert len(held) == len(dreamed) == 2
+    assert all(v is None or v < metrics["hold_last_frame"]["psnr"][i] for i, v in enumerate(held))
     assert (out / "psnr.png").is_file() and (out / "real_vs_dream.mp4").is_file()
     run_cli(
         "export-bundle",

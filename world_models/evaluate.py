@@ -2,9 +2,10 @@
 
 Open-loop, action-conditioned rollouts from real context: for each held-out window the model
 sees `context` real frames and imagines the next `horizon` from the recorded actions. Frames
-are scored per horizon (PSNR, SSIM, perceptual distance) beside the hold-last-frame baseline
-in the same run, and the reward and continue heads against the recorded rewards and
-terminations.
+are scored per horizon (PSNR, SSIM, perceptual distance, and PSNR over only the pixels that
+changed since the last context frame: the movers, which a whole-frame PSNR hides when they are
+small) beside the hold-last-frame baseline in the same run, and the reward and continue heads
+against the recorded rewards and terminations.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from data_collection.sequence_view import SequenceView, split_episodes
 from world_models.bundle import Bundle, load_bundle
 from world_models.checkpoint import write_json
-from world_models.metrics import perceptual, psnr, ssim
+from world_models.metrics import changed_psnr, perceptual, psnr, ssim
 from world_models.tokenizer import video_to_float
 from world_models.world_model import Imagined, WorldModel
 
@@ -84,11 +85,17 @@ def evaluate_world_model(
     real = video_to_float(tensors["obs"][:, context:])  # (B, horizon, H, W, C)
     hold = video_to_float(tensors["obs"][:, context - 1 : context]).expand_as(real)
 
-    def frame_metrics(frames: torch.Tensor) -> dict[str, list[float]]:
-        metrics = {"psnr": psnr(frames, real), "ssim": ssim(frames, real)}
+    def frame_metrics(frames: torch.Tensor) -> dict[str, list[float | None]]:
+        metrics = {
+            "psnr": psnr(frames, real),
+            "ssim": ssim(frames, real),
+            "changed_psnr": changed_psnr(frames, real, hold),
+        }
         if perceptual_backend != "none":
             metrics["perceptual"] = perceptual(frames, real, backend=perceptual_backend)
-        return {name: values.mean(0).tolist() for name, values in metrics.items()}
+        # changed_psnr is NaN where nothing changed: average the rest (None if none is left).
+        means = {name: values.nanmean(0).tolist() for name, values in metrics.items()}
+        return {k: [None if v != v else v for v in vals] for k, vals in means.items()}
 
     results: dict[str, Any] = {
         "bundle": str(bundle_path),
@@ -173,10 +180,15 @@ def write_report(results: dict[str, Any], out_dir: str | os.PathLike) -> Path:
     return out_dir
 
 
+def _mean(values: list[float | None]) -> str:
+    known = [v for v in values if v is not None]
+    return f"{np.mean(known):.3f}" if known else "-"
+
+
 def summary_table(results: dict[str, Any], every: int = 4) -> str:
-    """A Markdown table of PSNR per horizon (every `every`-th frame), mean SSIM and perceptual
-    distance (when measured), and head accuracies; last, the dream driven by other windows'
-    actions (PSNR only)."""
+    """A Markdown table of PSNR per horizon (every `every`-th frame), the mean PSNR over changed
+    pixels, mean SSIM and perceptual distance (when measured), and head accuracies; last, the
+    dream driven by other windows' actions (PSNR only)."""
     cols = [h for h in results["horizon"] if h == 1 or h % every == 0]
     rows = [("hold last frame", results["hold_last_frame"])]
     rows += [
@@ -185,17 +197,18 @@ def summary_table(results: dict[str, Any], every: int = 4) -> str:
     if "other_actions" in results:
         other = results["other_actions"]
         rows.append((f"dream K={other['num_steps']}, other windows' actions", other))
-    means = ["ssim", "perceptual"] if "perceptual" in rows[0][1] else ["ssim"]
+    labels = {"changed_psnr": "changed PSNR", "ssim": "SSIM", "perceptual": "perceptual"}
+    means = [m for m in labels if m in rows[0][1]]
     head = (
         "| model | "
         + " | ".join(f"PSNR@{h}" for h in cols)
-        + "".join(f" | {m.upper() if m == 'ssim' else m} mean" for m in means)
+        + "".join(f" | {labels[m]} mean" for m in means)
         + " | reward acc | cont acc |"
     )
     lines = [head, "|" + "---|" * (len(cols) + len(means) + 3)]
     for name, r in rows:
         psnrs = " | ".join(f"{r['psnr'][h - 1]:.2f}" for h in cols)
-        avgs = " | ".join(f"{np.mean(r[m]):.3f}" if m in r else "-" for m in means)
+        avgs = " | ".join(_mean(r[m]) if m in r else "-" for m in means)
         rew = f"{r['reward_accuracy']:.3f}" if "reward_accuracy" in r else "-"
         cont = f"{r['continue_accuracy']:.3f}" if "continue_accuracy" in r else "-"
         lines.append(f"| {name} | {psnrs} | {avgs} | {rew} | {cont} |")

@@ -50,6 +50,23 @@ def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return -10.0 * torch.log10(mse(pred, target).clamp_min(PSNR_MIN_MSE))
 
 
+def changed_psnr(
+    pred: torch.Tensor, target: torch.Tensor, reference: torch.Tensor, threshold: float = 1e-3
+) -> torch.Tensor:
+    """Per-frame PSNR in dB (B, T) over only the pixels where `target` differs from `reference`
+    (by more than `threshold` in any channel), e.g. the last context frame: the moving part of
+    the scene, which a whole-frame PSNR hides when the movers are small. NaN for frames with no
+    changed pixel (average with nanmean)."""
+    pred, target = _pair(pred, target)
+    reference, _ = _pair(reference, target)
+    changed = ((target - reference).abs().amax(-1) > threshold).flatten(2)  # (B, T, H*W)
+    err = (pred - target).pow(2).mean(-1).flatten(2)
+    count = changed.sum(-1)
+    frame_mse = (err * changed).sum(-1) / count.clamp_min(1)
+    values = -10.0 * torch.log10(frame_mse.clamp_min(PSNR_MIN_MSE))
+    return values.masked_fill(count == 0, float("nan"))
+
+
 def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-frame SSIM (B, T), averaged over channels (pytorch-msssim: 11x11 Gaussian window,
     sigma 1.5, K = (0.01, 0.03), valid region only; the window shrinks to the largest odd size
