@@ -29,6 +29,12 @@ def _windows(view: SequenceView, count: int, length: int, seed: int) -> dict[str
     return view.sample(count, length, np.random.default_rng(seed))
 
 
+def _horizon_means(values: torch.Tensor) -> list[float | None]:
+    """Per-frame values (B, T) -> their mean per horizon over the windows, skipping NaN (a
+    changed-pixel PSNR where nothing changed); None where every window was NaN."""
+    return [None if v != v else v for v in values.nanmean(0).tolist()]
+
+
 CONTINUOUS_REWARD_VALUES = 64  # more distinct reward values than this: a dense, real reward
 
 
@@ -93,9 +99,7 @@ def evaluate_world_model(
         }
         if perceptual_backend != "none":
             metrics["perceptual"] = perceptual(frames, real, backend=perceptual_backend)
-        # changed_psnr is NaN where nothing changed: average the rest (None if none is left).
-        means = {name: values.nanmean(0).tolist() for name, values in metrics.items()}
-        return {k: [None if v != v else v for v in vals] for k, vals in means.items()}
+        return {name: _horizon_means(values) for name, values in metrics.items()}
 
     results: dict[str, Any] = {
         "bundle": str(bundle_path),
@@ -139,12 +143,18 @@ def _other_actions(
     k: int,
     seed: int,
 ) -> dict[str, Any]:
-    """PSNR per horizon of the dream driven by the next window's actions after the context."""
+    """PSNR per horizon (whole frame, and over changed pixels) of the dream driven by the next
+    window's actions after the context."""
     other = torch.cat(
         (tensors["action"][:, :context], tensors["action"][:, context:].roll(1, 0)), 1
     )
     frames = _imagine(bundle, tensors, other, context, k, seed).frame
-    return {"num_steps": k, "psnr": psnr(frames, real).mean(0).tolist()}
+    hold = video_to_float(tensors["obs"][:, context - 1 : context]).expand_as(real)
+    return {
+        "num_steps": k,
+        "psnr": _horizon_means(psnr(frames, real)),
+        "changed_psnr": _horizon_means(changed_psnr(frames, real, hold)),
+    }
 
 
 def write_report(results: dict[str, Any], out_dir: str | os.PathLike) -> Path:
@@ -188,7 +198,7 @@ def _mean(values: list[float | None]) -> str:
 def summary_table(results: dict[str, Any], every: int = 4) -> str:
     """A Markdown table of PSNR per horizon (every `every`-th frame), the mean PSNR over changed
     pixels, mean SSIM and perceptual distance (when measured), and head accuracies; last, the
-    dream driven by other windows' actions (PSNR only)."""
+    dream driven by other windows' actions (PSNRs only)."""
     cols = [h for h in results["horizon"] if h == 1 or h % every == 0]
     rows = [("hold last frame", results["hold_last_frame"])]
     rows += [
