@@ -29,8 +29,8 @@ $D train-dynamics --dataset dreamgym/doorkey-mixed-v0 --tokenizer runs/doorkey-d
   --set context_length=16 --set action_in_latents=true --set flow_share=0.75 \
   --set ramp_weight=false --steps 9000 --batch-size 8 --seq-len 8 --lr 1e-3 --warmup 100 \
   --ckpt-every 250 --image-every 2500 --horizon 100 --threads 1
-# Then 11,000 more at half the learning rate with a long 16-frame batch every 4th step (the
-# shipped weights; 74 minutes sharing the two cores).
+# Then 11,000 more at half the learning rate with a long 16-frame batch every 4th step (74
+# minutes sharing the two cores).
 $D train-dynamics --dataset dreamgym/doorkey-mixed-v0 --tokenizer runs/doorkey-flow/bundle \
   --init-from runs/doorkey-flow/bundle --run-dir runs/doorkey-flow2 --set dim=128 --set depth=4 \
   --set num_heads=4 --set num_kv_heads=2 --set time_attention_every=2 --set context_prob=0.5 \
@@ -38,5 +38,18 @@ $D train-dynamics --dataset dreamgym/doorkey-mixed-v0 --tokenizer runs/doorkey-f
   --set ramp_weight=false --steps 11000 --batch-size 8 --seq-len 8 --long-seq-len 16 \
   --long-every 4 --lr 5e-4 --warmup 100 --ckpt-every 250 --image-every 2500 --horizon 100 \
   --threads 1
-$D eval-world-model --bundle runs/doorkey-flow2/bundle --dataset dreamgym/doorkey-mixed-v0 \
+# Then 8,000 more (lr 3e-4) and 8,000 more (lr 2e-4) weighting the latent tokens that moved
+# since the previous frame 8 to 1 (motion_weight=7; the shipped weights; 50 and 54
+# minutes on one core each).
+for step in "runs/doorkey-flow2 runs/doorkey-motion 3e-4" "runs/doorkey-motion runs/doorkey-motion2 2e-4"; do
+  set -- $step
+  $D train-dynamics --dataset dreamgym/doorkey-mixed-v0 --tokenizer "$1/bundle" \
+    --init-from "$1/bundle" --run-dir "$2" --set dim=128 --set depth=4 --set num_heads=4 \
+    --set num_kv_heads=2 --set time_attention_every=2 --set context_prob=0.5 \
+    --set context_length=16 --set action_in_latents=true --set flow_share=0.75 \
+    --set ramp_weight=false --set motion_weight=7 --steps 8000 --batch-size 8 --seq-len 8 \
+    --long-seq-len 16 --long-every 4 --lr "$3" --warmup 50 --ckpt-every 250 --image-every 4000 \
+    --horizon 100 --threads 1
+done
+$D eval-world-model --bundle runs/doorkey-motion2/bundle --dataset dreamgym/doorkey-mixed-v0 \
   --context 4 --horizon 16 --windows 32 --num-steps 4 64
