@@ -129,7 +129,7 @@ def evaluate_world_model(
     # recorded actions: a model that ignores its actions scores as well as with the right ones.
     if windows > 1:
         results["other_actions"] = _other_actions(
-            bundle, tensors, real, context, num_steps[0], seed
+            bundle, tensors, real, hold, context, num_steps[0], seed
         )
     results["_frames"] = {"real": real, "dream": dreams[num_steps[0]], "hold": hold}
     return results
@@ -139,6 +139,7 @@ def _other_actions(
     bundle: Bundle,
     tensors: dict[str, torch.Tensor],
     real: torch.Tensor,
+    hold: torch.Tensor,
     context: int,
     k: int,
     seed: int,
@@ -149,7 +150,6 @@ def _other_actions(
         (tensors["action"][:, :context], tensors["action"][:, context:].roll(1, 0)), 1
     )
     frames = _imagine(bundle, tensors, other, context, k, seed).frame
-    hold = video_to_float(tensors["obs"][:, context - 1 : context]).expand_as(real)
     return {
         "num_steps": k,
         "psnr": _horizon_means(psnr(frames, real)),

@@ -45,9 +45,13 @@ def mse(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> to
     raise ValueError(f"unknown reduction {reduction!r}; choose 'mean' or 'sum'")
 
 
+def _decibels(frame_mse: torch.Tensor) -> torch.Tensor:
+    return -10.0 * torch.log10(frame_mse.clamp_min(PSNR_MIN_MSE))
+
+
 def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-frame peak signal-to-noise ratio in dB (B, T), peak value 1."""
-    return -10.0 * torch.log10(mse(pred, target).clamp_min(PSNR_MIN_MSE))
+    return _decibels(mse(pred, target))
 
 
 def changed_psnr(
@@ -62,8 +66,7 @@ def changed_psnr(
     changed = ((target - reference).abs().amax(-1) > threshold).flatten(2)  # (B, T, H*W)
     err = (pred - target).pow(2).mean(-1).flatten(2)
     count = changed.sum(-1)
-    frame_mse = (err * changed).sum(-1) / count.clamp_min(1)
-    values = -10.0 * torch.log10(frame_mse.clamp_min(PSNR_MIN_MSE))
+    values = _decibels((err * changed).sum(-1) / count.clamp_min(1))
     return values.masked_fill(count == 0, float("nan"))
 
 
