@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
+from tiny_models import TINY_DYNAMICS, TINY_TOKENIZER
 
 from agents.diffusion_policy import DiffusionPolicy, DiffusionPolicyConfig, save_policy
 from agents.evaluation import evaluate_policy, format_results, load_agent, mean_ci, wilson_ci
@@ -21,20 +22,6 @@ from world_models.random_bundle import random_bundle
 
 IMAGE = spaces.Box(0, 255, (16, 16, 3), np.uint8)
 ACTIONS = spaces.Discrete(3)
-TINY_TOKENIZER = dict(
-    base_channels=8, max_channels=16, num_downsamples=2, blocks_per_stage=0, latent_dim=4
-)
-TINY_DYNAMICS = dict(
-    dim=32,
-    depth=2,
-    num_heads=2,
-    num_kv_heads=1,
-    time_attention_every=2,
-    num_registers=1,
-    k_max=4,
-    context_length=6,
-    num_sampling_steps=2,
-)
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -15,6 +15,7 @@ from gymnasium import spaces
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
+from tiny_models import TINY_DYNAMICS, TINY_TOKENIZER
 
 from envs.dream import DreamEnv
 from envs.dream_vector import DreamSB3VecEnv, DreamVectorEnv
@@ -22,20 +23,6 @@ from world_models.bundle import BundleError
 from world_models.random_bundle import random_bundle
 
 LANE_ACTIONS = spaces.MultiDiscrete([21, 21, 2, 2, 2, 2, 2])
-TINY_TOKENIZER = dict(
-    base_channels=8, max_channels=16, num_downsamples=2, blocks_per_stage=0, latent_dim=4
-)
-TINY_DYNAMICS = dict(
-    dim=32,
-    depth=2,
-    num_heads=2,
-    num_kv_heads=1,
-    time_attention_every=2,
-    num_registers=1,
-    k_max=4,
-    context_length=6,
-    num_sampling_steps=2,
-)
 
 
 @pytest.fixture(autouse=True)

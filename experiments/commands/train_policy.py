@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from experiments.train_args import add_train_arguments, train_config_from_args
 
@@ -54,15 +55,8 @@ def run(args: argparse.Namespace) -> int:
                 args.env,
                 run_dir,
                 steps=train.steps,
-                bundle=args.bundle,
-                num_envs=args.num_envs,
-                eval_env=args.eval_env,
-                eval_every=args.eval_every,
-                eval_episodes=args.eval_episodes,
-                device=args.device,
-                overrides=overrides,
                 ckpt_every=args.ckpt_every or 25,
-                resume=args.resume,
+                **_env_settings(args, overrides),
             )
         else:
             raise ValueError(
@@ -78,16 +72,23 @@ def run(args: argparse.Namespace) -> int:
         args.env,
         run_dir,
         steps=args.steps,
-        bundle=args.bundle,
-        num_envs=args.num_envs,
-        eval_env=args.eval_env,
-        eval_every=args.eval_every,
-        eval_episodes=args.eval_episodes,
-        device=args.device,
-        overrides=overrides,
         seed=train.seed,
         ckpt_every=args.ckpt_every or 10_000,
-        resume=args.resume,
+        **_env_settings(args, overrides),
     )
     print(f"{args.algo} agent: {path}  (evaluate with --policy {args.algo}:{path})")
     return 0
+
+
+def _env_settings(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The settings both trainers in an env take: env, evaluation, device, overrides, resume."""
+    return {
+        "bundle": args.bundle,
+        "num_envs": args.num_envs,
+        "eval_env": args.eval_env,
+        "eval_every": args.eval_every,
+        "eval_episodes": args.eval_episodes,
+        "device": args.device,
+        "overrides": overrides,
+        "resume": args.resume,
+    }

@@ -1,0 +1,17 @@
+"""Model settings small enough for tests: a CNN tokenizer and a dynamics model of a few
+thousand parameters, for `world_models.random_bundle.random_bundle`."""
+
+TINY_TOKENIZER = dict(
+    base_channels=8, max_channels=16, num_downsamples=2, blocks_per_stage=0, latent_dim=4
+)
+TINY_DYNAMICS = dict(
+    dim=32,
+    depth=2,
+    num_heads=2,
+    num_kv_heads=1,
+    time_attention_every=2,
+    num_registers=1,
+    k_max=4,
+    context_length=6,
+    num_sampling_steps=2,
+)
