@@ -77,6 +77,10 @@ def test_config_json_and_errors() -> None:
         tiny_config(flow_share=1.0)
     with pytest.raises(ValueError, match="motion_weight"):
         tiny_config(motion_weight=-1.0)
+    with pytest.raises(ValueError, match="action_dropout"):
+        tiny_config(action_dropout=1.0)
+    with pytest.raises(ValueError, match="guidance"):
+        tiny_config(guidance=-0.5)
     with pytest.raises(ValueError, match="power of two"):
         tiny_config(k_max=12)
     with pytest.raises(ValueError, match="time_attention_every"):
@@ -125,6 +129,40 @@ def test_motion_weight_puts_the_loss_on_tokens_that_moved() -> None:
     g = torch.Generator().manual_seed(0)
     _, m_weighted = weighted.loss(moved, *data[1:], generator=g)
     assert m_weighted["dynamics_loss"] != m_plain["dynamics_loss"]
+
+
+def test_action_dropout_hides_actions_in_training() -> None:
+    data = batch(b=2, t=4)
+    other = (data[1] + 1) % 5
+
+    def dynamics_loss(model: Dynamics, action: torch.Tensor) -> torch.Tensor:
+        g = torch.Generator().manual_seed(0)
+        return model.loss(data[0], action, *data[2:], generator=g)[1]["dynamics_loss"]
+
+    plain, hidden = make_model(), make_model(action_dropout=0.999)
+    assert dynamics_loss(plain, data[1]) != dynamics_loss(plain, other)
+    # With this generator every action is dropped, so which actions were taken is irrelevant.
+    assert dynamics_loss(hidden, data[1]) == dynamics_loss(hidden, other)
+
+
+def test_guidance_extrapolates_from_the_actionless_prediction() -> None:
+    model = make_model()
+    latents, action, labeled, *_ = batch(b=2, t=3)
+    state = model.start(latents, action, labeled)
+    new_action = torch.tensor([1, 3])
+
+    def one_step(**kwargs) -> torch.Tensor:  # K = 1: the latents are x_hat itself (clamped)
+        g = torch.Generator().manual_seed(5)
+        return model.step(state, new_action, num_steps=1, generator=g, **kwargs)[0]
+
+    cond = one_step()
+    uncond = one_step(labeled=torch.zeros(2, dtype=torch.bool))
+    model.config.guidance = 2.0
+    guided = one_step()
+    expected = (cond + 2.0 * (cond - uncond)).clamp(-1, 1)
+    inside = (cond.abs() < 1) & (uncond.abs() < 1)  # neither prediction was clamped
+    assert inside.float().mean() > 0.5 and not torch.allclose(cond, uncond, atol=1e-4)
+    assert torch.allclose(guided[inside], expected[inside], atol=1e-5)
 
 
 def test_agent_tokens_are_isolated() -> None:

@@ -21,6 +21,7 @@ the window slides the result differs from a fresh forward over just the window.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,6 +84,14 @@ class DynamicsConfig:
     # the paper. Where one small moving object (a MiniGrid agent) is most of the error but 1 of
     # N tokens, this puts the loss where the dynamics are.
     motion_weight: float = 0.0
+    # Share of labeled training frames whose action is hidden (the no-action embedding), so the
+    # model also learns to predict a frame without its action, as classifier-free guidance
+    # needs. 0 is the paper.
+    action_dropout: float = 0.0
+    # Classifier-free guidance on the action at inference: every shortcut sub-step predicts
+    # x_cond + guidance * (x_cond - x_uncond), x_uncond with the new frame's action hidden (past
+    # frames keep theirs). 0 (off) is the paper; it needs a model trained with action_dropout.
+    guidance: float = 0.0
     reward_bins: int = 255
     reward_low: float = -20.0  # bin range in symlog space
     reward_high: float = 20.0
@@ -108,6 +117,10 @@ class DynamicsConfig:
             problems.append("flow_share must be in [0, 1) (some frames must train larger steps)")
         if self.motion_weight < 0:
             problems.append("motion_weight must be >= 0")
+        if not 0.0 <= self.action_dropout < 1.0:
+            problems.append("action_dropout must be in [0, 1)")
+        if self.guidance < 0:
+            problems.append("guidance must be >= 0")
         if self.sampler not in SAMPLERS:
             problems.append(f"sampler must be one of {SAMPLERS}")
         if min(self.num_latents, self.latent_dim, self.num_agent_tokens, self.context_length) < 1:
@@ -191,6 +204,9 @@ class Dynamics(nn.Module):
         self._check_latents(latents)
         b, t = latents.shape[:2]
         dev = latents.device
+        if cfg.action_dropout > 0:
+            keep = torch.rand((b, t), generator=generator, device=dev) >= cfg.action_dropout
+            labeled = labeled.bool() & keep
         action_emb = self.net.action(action, labeled)
         tau, d = sample_tau_d((b, t), cfg.k_max, generator, dev, cfg.flow_share)
         if cfg.context_prob > 0:
@@ -308,6 +324,8 @@ class Dynamics(nn.Module):
         def denoise(z: torch.Tensor, tau: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
             return run(z, tau, d)[0][:, 0]
 
+        if cfg.guidance > 0:
+            denoise = self._guided_denoise(state, action, positions, time_mask, action_emb)
         shape = (b, cfg.num_latents, cfg.latent_dim)
         k = num_steps or cfg.num_sampling_steps
         latents = sample(denoise, shape, k, cfg.k_max, generator, cfg.sampler, dev).clamp(-1, 1)
@@ -323,3 +341,28 @@ class Dynamics(nn.Module):
         valid = torch.cat((state.valid, torch.ones(b, 1, dtype=torch.bool, device=dev)), 1)
         new_state = DynamicsState(kv, valid[:, drop:], state.position + 1)
         return latents.float(), reward, cont, new_state
+
+    def _guided_denoise(
+        self,
+        state: DynamicsState,
+        action: torch.Tensor,
+        positions: torch.Tensor,
+        time_mask: torch.Tensor | None,
+        action_emb: torch.Tensor,
+    ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+        """A denoiser with classifier-free guidance on the new frame's action: the conditional
+        and the unconditional (no-action) predictions in one pass over a doubled batch."""
+        w = self.config.guidance
+        b = state.batch_size
+        hidden = torch.zeros(b, dtype=torch.bool, device=state.valid.device)
+        emb = torch.cat((action_emb, self.net.action(action, hidden).unsqueeze(1)))
+        kv = [(torch.cat((k, k)), torch.cat((v, v))) for k, v in state.kv]
+        mask = None if time_mask is None else torch.cat((time_mask, time_mask))
+        pos = torch.cat((positions, positions))
+
+        def guided(z: torch.Tensor, tau: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+            z2, tau2, d2 = (torch.cat((x, x))[:, None] for x in (z, tau, d))
+            cond, uncond = self.net(z2, tau2, d2, emb, pos, mask, kv)[0][:, 0].chunk(2)
+            return cond + w * (cond - uncond)
+
+        return guided
