@@ -53,3 +53,17 @@ for step in "runs/doorkey-flow2 runs/doorkey-motion 3e-4" "runs/doorkey-motion r
 done
 $D eval-world-model --bundle runs/doorkey-motion2/bundle --dataset dreamgym/doorkey-mixed-v0 \
   --context 4 --horizon 16 --windows 32 --num-steps 4 64
+# Then 5,000 more (lr 2e-4, batch 16) hiding the action of one training frame in ten
+# (action_dropout=0.1; 66 minutes on one core), shipped with classifier-free guidance on the
+# action (guidance=1, a sampling setting in the bundle's config.json).
+$D train-dynamics --dataset dreamgym/doorkey-mixed-v0 --tokenizer runs/doorkey-motion2/bundle \
+  --init-from runs/doorkey-motion2/bundle --run-dir runs/dk-cfg --set dim=128 --set depth=4 \
+  --set num_heads=4 --set num_kv_heads=2 --set time_attention_every=2 --set context_prob=0.5 \
+  --set context_length=16 --set action_in_latents=true --set flow_share=0.75 \
+  --set ramp_weight=false --set motion_weight=7 --set action_dropout=0.1 --steps 5000 \
+  --batch-size 16 --seq-len 8 --long-seq-len 16 --long-every 4 --lr 2e-4 --warmup 50 \
+  --ckpt-every 250 --image-every 4000 --horizon 100 --threads 1
+python -c "import json; p = 'runs/dk-cfg/bundle/config.json'; c = json.load(open(p)); \
+c['models']['dynamics']['config']['guidance'] = 1.0; json.dump(c, open(p, 'w'), indent=2)"
+$D eval-world-model --bundle runs/dk-cfg/bundle --dataset dreamgym/doorkey-mixed-v0 \
+  --context 4 --horizon 16 --windows 32 --num-steps 4 64
