@@ -90,7 +90,8 @@ class DynamicsConfig:
     action_dropout: float = 0.0
     # Classifier-free guidance on the action at inference: every shortcut sub-step predicts
     # x_cond + guidance * (x_cond - x_uncond), x_uncond with the new frame's action hidden (past
-    # frames keep theirs). 0 (off) is the paper; it needs a model trained with action_dropout.
+    # frames keep theirs). 0 (off) is the paper. Train with action_dropout so the no-action
+    # prediction is learned mid-episode; otherwise only episodes' first frames teach it.
     guidance: float = 0.0
     reward_bins: int = 255
     reward_low: float = -20.0  # bin range in symlog space
