@@ -144,3 +144,18 @@ def test_loss_options_and_errors() -> None:
         ReconstructionLoss(perceptual="l1")
     with pytest.raises(ValueError, match="rms_momentum"):
         ReconstructionLoss(perceptual="none", rms_momentum=1.0)
+
+
+def test_bottleneck_norm_keeps_large_features_from_saturating_the_tanh() -> None:
+    cfg = dict(image_size=16, base_channels=8, max_channels=16, num_downsamples=2, latent_dim=8)
+    torch.manual_seed(0)
+    plain = CNNTokenizer(CNNTokenizerConfig(**cfg))
+    normed = CNNTokenizer(CNNTokenizerConfig(**cfg, bottleneck_norm=True))
+    assert normed.state_dict().keys() == plain.state_dict().keys()  # no new weights
+    normed.load_state_dict(plain.state_dict())
+    with torch.no_grad():  # features 1,000x too large, as in a run whose bottleneck saturated
+        for model in (plain, normed):
+            model.encoder[-2 if model is plain else -3].weight.mul_(1000)
+        video = torch.randint(0, 256, (4, 1, 16, 16, 3), dtype=torch.uint8)
+        saturated = [(m.encode(video).abs() > 0.99).float().mean() for m in (plain, normed)]
+    assert saturated[0] > 0.9 and saturated[1] < 0.3

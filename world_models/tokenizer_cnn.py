@@ -28,6 +28,11 @@ class CNNTokenizerConfig:
     num_downsamples: int = 3  # 64 -> 8x8 latent grid
     blocks_per_stage: int = 1  # residual blocks at each downsampled resolution
     latent_dim: int = 16
+    # Normalise each latent cell to unit RMS over its channels before the tanh, so the
+    # bottleneck cannot saturate (at lr 1e-3 an unnormalised one can drive every latent to +-1,
+    # after which every frame decodes to the mean image at ~19 dB). False: the bundles trained
+    # before this setting existed.
+    bottleneck_norm: bool = False
 
     def __post_init__(self) -> None:
         for name in ("image_size", "channels", "base_channels", "max_channels", "latent_dim"):
@@ -53,6 +58,13 @@ class CNNTokenizerConfig:
     def grid_size(self) -> int:
         """Side of the latent grid h = w."""
         return self.image_size // 2**self.num_downsamples
+
+
+class ChannelRMSNorm(nn.Module):
+    """x (B, C, H, W) / RMS over C, without a learned gain."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(1, keepdim=True) + 1e-6)
 
 
 class ResBlock(nn.Module):
@@ -88,7 +100,9 @@ class CNNTokenizer(Tokenizer):
         for i in range(n):
             encoder.append(nn.Conv2d(w[i], w[i + 1], 4, stride=2, padding=1))
             encoder += [ResBlock(w[i + 1]) for _ in range(cfg.blocks_per_stage)]
-        encoder += [nn.SiLU(), nn.Conv2d(w[n], cfg.latent_dim, 1), nn.Tanh()]
+        encoder += [nn.SiLU(), nn.Conv2d(w[n], cfg.latent_dim, 1)]
+        encoder += [ChannelRMSNorm()] if cfg.bottleneck_norm else []
+        encoder.append(nn.Tanh())
         self.encoder = nn.Sequential(*encoder)
 
         decoder: list[nn.Module] = [nn.Conv2d(cfg.latent_dim, w[n], 1)]
