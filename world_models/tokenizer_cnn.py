@@ -2,7 +2,8 @@
 
 Each frame is encoded on its own by `num_downsamples` stages of (4x4 stride-2 conv, residual
 blocks) that halve the resolution and double the width (from `base_channels` up to
-`max_channels`), then a 1x1 conv + tanh bottleneck to `latent_dim` channels. Every cell of the
+`max_channels`), then a 1x1 conv + tanh bottleneck to `latent_dim` channels (with
+`bottleneck_norm`, each cell first scaled to unit RMS over its channels). Every cell of the
 final h x w grid is one latent token: N = h * w tokens of width D = latent_dim (64x64 frames and
 3 downsamples give an 8x8 grid, one token per MiniGrid tile). The decoder mirrors it with 4x4
 stride-2 transposed convs; its output is clamped to [0, 1] with a straight-through gradient.
@@ -14,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from world_models.tokenizer import Tokenizer, check_video, video_to_float
@@ -61,10 +63,10 @@ class CNNTokenizerConfig:
 
 
 class ChannelRMSNorm(nn.Module):
-    """x (B, C, H, W) / RMS over C, without a learned gain."""
+    """x (B, C, H, W) / RMS over C, without a learned gain (torch's rms_norm, channels last)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.rsqrt(x.pow(2).mean(1, keepdim=True) + 1e-6)
+        return F.rms_norm(x.movedim(1, -1), (x.shape[1],), eps=1e-6).movedim(-1, 1)
 
 
 class ResBlock(nn.Module):
