@@ -149,7 +149,7 @@ def test_loss_options_and_errors() -> None:
 def test_bottleneck_norm_keeps_large_features_from_saturating_the_tanh() -> None:
     cfg = dict(image_size=16, base_channels=8, max_channels=16, num_downsamples=2, latent_dim=8)
     torch.manual_seed(0)
-    plain = CNNTokenizer(CNNTokenizerConfig(**cfg))
+    plain = CNNTokenizer(CNNTokenizerConfig(**cfg, bottleneck_norm=False))
     normed = CNNTokenizer(CNNTokenizerConfig(**cfg, bottleneck_norm=True))
     assert normed.state_dict().keys() == plain.state_dict().keys()  # no new weights
     normed.load_state_dict(plain.state_dict())
@@ -159,3 +159,19 @@ def test_bottleneck_norm_keeps_large_features_from_saturating_the_tanh() -> None
         video = torch.randint(0, 256, (4, 1, 16, 16, 3), dtype=torch.uint8)
         saturated = [(m.encode(video).abs() > 0.99).float().mean() for m in (plain, normed)]
     assert saturated[0] > 0.9 and saturated[1] < 0.3
+
+
+def test_tokenizers_saved_before_bottleneck_norm_load_without_it(tmp_path) -> None:
+    from world_models.model_io import load_model, save_model
+    from world_models.tokenizer_cnn import ChannelRMSNorm
+
+    new = CNNTokenizer(CNNTokenizerConfig(image_size=16, base_channels=8, num_downsamples=2))
+    assert new.config.bottleneck_norm  # new tokenizers normalise their bottleneck
+    save_model(new, tmp_path)
+    assert load_model(tmp_path).config.bottleneck_norm
+    spec = json.loads((tmp_path / "config.json").read_text())
+    del spec["config"]["bottleneck_norm"]  # a config written before the setting existed
+    (tmp_path / "config.json").write_text(json.dumps(spec))
+    old = load_model(tmp_path)
+    assert not old.config.bottleneck_norm
+    assert not any(isinstance(m, ChannelRMSNorm) for m in old.encoder)

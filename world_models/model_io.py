@@ -25,6 +25,8 @@ from world_models.checkpoint import (
 )
 
 # kind -> "module:ConfigClass:ModelClass"; models are built as ModelClass(ConfigClass(**config)).
+# A config class may name `SAVED_DEFAULTS`: values for settings that configs saved before the
+# setting existed lack, when they differ from the default a new model gets.
 MODEL_KINDS: dict[str, str] = {
     "cnn-tokenizer": "world_models.tokenizer_cnn:CNNTokenizerConfig:CNNTokenizer",
     "transformer-tokenizer": (
@@ -61,7 +63,8 @@ def build_model(spec: dict[str, Any]) -> nn.Module:
     """A freshly initialised model from a `model_spec` dict, with a clear error if it is bad."""
     try:
         config_cls, model_cls = _classes(spec["kind"])
-        return model_cls(config_cls(**spec["config"]))
+        config = {**getattr(config_cls, "SAVED_DEFAULTS", {}), **spec["config"]}
+        return model_cls(config_cls(**config))
     except (KeyError, TypeError) as err:
         raise CheckpointError(f"model config {spec!r} is malformed ({err})") from err
 

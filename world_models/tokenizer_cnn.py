@@ -13,6 +13,7 @@ No hidden layer runs at full resolution, which keeps CPU training cheap.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -32,9 +33,12 @@ class CNNTokenizerConfig:
     latent_dim: int = 16
     # Normalise each latent cell to unit RMS over its channels before the tanh, so the
     # bottleneck cannot saturate (at lr 1e-3 an unnormalised one can drive every latent to +-1,
-    # after which every frame decodes to the mean image at ~19 dB). False: the bundles trained
-    # before this setting existed.
-    bottleneck_norm: bool = False
+    # after which every frame decodes to the mean image at ~19 dB).
+    bottleneck_norm: bool = True
+
+    # Values for settings a saved config lacks: tokenizers saved before `bottleneck_norm`
+    # existed were trained without it (see `model_io.build_model`).
+    SAVED_DEFAULTS: ClassVar[dict[str, object]] = {"bottleneck_norm": False}
 
     def __post_init__(self) -> None:
         for name in ("image_size", "channels", "base_channels", "max_channels", "latent_dim"):
