@@ -228,7 +228,8 @@ def train_sb3(
     resume: bool = False,
 ) -> Path:
     """Train an SB3 agent in `env_id` (dream or real) for `steps` env steps in all (with
-    `resume`, from the run's checkpoint on) with a progress bar; saves and returns
+    `resume`, from the run's checkpoint on, with the settings recorded in its run.json; a
+    larger `steps` extends it) with a progress bar; saves and returns
     `run_dir/ALGO.zip`. `overrides` may set `frame_stack` beside the algorithm's arguments."""
     from world_models.runs import prepare_run
 
@@ -250,7 +251,10 @@ def train_sb3(
         "kwargs": json.loads(json.dumps(kwargs, default=str)),  # classes as their names
         "seed": seed,
     }
-    prepare_run(run_dir, record, resume, must_match=("algo", "env", "frame_stack"))
+    record = prepare_run(
+        run_dir, record, resume, must_match=("algo", "env", "frame_stack"), steps_key=("steps",)
+    )
+    steps, num_envs, seed, bundle = (record[k] for k in ("steps", "num_envs", "seed", "bundle"))
     checkpoint = run_dir / "checkpoints" / "latest.zip"
     if resume and not checkpoint.is_file():
         raise FileNotFoundError(f"--resume: {checkpoint} not found")

@@ -10,6 +10,7 @@ trained on too. Unlabeled actions are padding as well.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from agents.diffusion_policy import DiffusionPolicy, DiffusionPolicyConfig, save
 from agents.obs_encoders import obs_spec
 from data_collection.sequence_view import SequenceView, map_obs
 from world_models.action_encoder import space_to_spec
+from world_models.runs import prepare_run
 from world_models.trainer import TrainConfig, Trainer
 
 FULL_WINDOW_PROB = 0.5
@@ -117,10 +119,26 @@ def train_bc(
     data_dir: str | os.PathLike | None = None,
     overrides: dict[str, Any] | None = None,
     resume: bool = False,
+    env_id: str | None = None,
 ) -> tuple[DiffusionPolicy, Path]:
-    """Train a diffusion policy by BC; saves it to `run_dir/policy/` -> (policy, that folder)."""
+    """Train a diffusion policy by BC; saves it to `run_dir/policy/` -> (policy, that folder).
+
+    The run's settings go to `run_dir/run.json`; `resume` continues with those (a larger
+    `cfg.steps` extends the run). `env_id`, if given, must be the dataset's env."""
     view = SequenceView(dataset_id, data_dir)
-    policy = DiffusionPolicy(policy_config_for(view, **(overrides or {})))
+    if env_id is not None and env_id != view.env_id:
+        raise ValueError(
+            f"dataset {dataset_id} was recorded in {view.env_id}, not {env_id}; pass "
+            f"--env {view.env_id}"
+        )
+    settings = {
+        "dataset_id": dataset_id,
+        "train": dataclasses.asdict(cfg),
+        "policy": dataclasses.asdict(policy_config_for(view, **(overrides or {}))),
+    }
+    settings = prepare_run(run_dir, settings, resume, must_match=("dataset_id",))
+    cfg = TrainConfig(**settings["train"])
+    policy = DiffusionPolicy(DiffusionPolicyConfig(**settings["policy"]))
     if hasattr(policy.encoder, "set_mean"):
         policy.encoder.set_mean(mean_frame(view))
     trainer = Trainer(BCObjective(policy), ChunkSampler(view, policy), cfg, run_dir)

@@ -43,6 +43,7 @@ class ImaginationConfig:
     value_dim: int = 64
     temperature: float = 1.0
     horizon: int = 0  # imagined episode length in steps (0: the bundle's horizon)
+    seed: int = 0  # the dreams' start contexts and noise, and the policy's draws
 
 
 class ValueNet(nn.Module):
@@ -95,6 +96,7 @@ class Imagination:
     def __init__(self, policy: DiffusionPolicy, venv: Any, cfg: ImaginationConfig, device="cpu"):
         self.cfg = cfg
         self.device = torch.device(device)
+        torch.manual_seed(cfg.seed)  # the value net's initial weights, the loss's masks
         self.policy = policy.to(self.device).train()
         self.prior = copy.deepcopy(policy).eval().requires_grad_(False)
         self.value = ValueNet(policy.config.obs_spec, cfg.value_dim).to(self.device)
@@ -109,8 +111,8 @@ class Imagination:
         )
         self.venv = venv
         self.iteration = 0
-        self.generator = torch.Generator(device=self.device).manual_seed(0)
-        self.obs, _ = venv.reset(seed=0)
+        self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        self.obs, _ = venv.reset(seed=cfg.seed)
         n, execute = venv.num_envs, policy.config.execute
         self.plan = np.zeros(
             (n, execute, *venv.single_action_space.shape), venv.single_action_space.dtype
@@ -240,7 +242,7 @@ class Imagination:
 
     def resume(self, run_dir: str | os.PathLike) -> bool:
         """Continue from the run's latest checkpoint (False when there is none); the dream
-        envs restart from start contexts seeded by the iteration."""
+        envs restart from start contexts seeded by the seed and the iteration."""
         folder = latest_checkpoint(run_dir)
         if folder is None:
             return False
@@ -250,7 +252,7 @@ class Imagination:
         self.iteration = int(state["step"])
         self.generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
         torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
-        self.obs, _ = self.venv.reset(seed=self.iteration)
+        self.obs, _ = self.venv.reset(seed=self.cfg.seed * 1_000_000 + self.iteration)
         self.episode_return[:] = 0.0
         return True
 
@@ -273,9 +275,11 @@ def improve_in_dream(
     overrides: dict[str, Any] | None = None,
     ckpt_every: int = 25,
     resume: bool = False,
+    seed: int = 0,
 ) -> Path:
     """Run `steps` imagination iterations from the BC policy in `init` (with `resume`, from the
-    run's latest checkpoint on); the improved policy is saved to `run_dir/policy/`.
+    run's latest checkpoint on, with the settings recorded in its run.json; a larger `steps`
+    extends it); the improved policy is saved to `run_dir/policy/`.
     TensorBoard chart "return": imagined and real returns."""
     import gymnasium as gym
     from gymnasium.vector import AutoresetMode
@@ -294,7 +298,7 @@ def improve_in_dream(
         raise ValueError(f"unknown setting(s) {unknown} for imagination; known: {sorted(known)}")
     if ckpt_every < 1:
         raise ValueError(f"ckpt_every must be >= 1, got {ckpt_every}")
-    cfg = ImaginationConfig(**(overrides or {}))
+    cfg = ImaginationConfig(**{"seed": seed, **(overrides or {})})
     if num_envs:
         cfg.num_envs = num_envs
     bundle = bundle or gym.spec(env_id).kwargs.get("bundle")
@@ -306,7 +310,8 @@ def improve_in_dream(
         "bundle": str(bundle),
         "config": asdict(cfg),
     }
-    prepare_run(run_dir, record, resume, must_match=("init", "env"))
+    record = prepare_run(run_dir, record, resume, must_match=("init", "env"), steps_key=("steps",))
+    steps, bundle, cfg = record["steps"], record["bundle"], ImaginationConfig(**record["config"])
     policy = load_diffusion_policy(init, device)
     venv = DreamVectorEnv(
         cfg.num_envs,

@@ -17,8 +17,9 @@ Stages, in order, each in its own part of the run folder `runs/<experiment>/<tim
 the run folder). Rerunning on the same folder skips a stage whose marker says done, whose outputs
 exist, whose settings (with those of the stages it needs) are unchanged and none of whose inputs
 was rebuilt; `start` ("--from") reruns that stage and every later one. An interrupted training
-stage with unchanged settings continues from its latest checkpoint; any other stage that runs
-again first removes what it wrote before.
+stage with unchanged settings and inputs continues from its latest checkpoint (the policies
+stage keeps the agents it finished); any other stage that runs again first removes what it
+wrote before.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def run_pipeline(
         reason = stale_reason(run_dir, marker, digests[stage.name])
         if i >= forced:
             reason = f"--from {start}"
-        elif reason is None and rebuilt:
+        elif rebuilt:  # a stage never continues a run made from the outputs it replaced
             reason = f"input rebuilt ({', '.join(rebuilt)})"
         if reason is None:
             log(f"{head}: done, skipped (finished {marker['finished']})")

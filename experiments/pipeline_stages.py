@@ -43,9 +43,10 @@ class Context:
         return self.run_dir / self.markers[stage]["outputs"][key]
 
     def can_resume(self, run_dir: Path) -> bool:
-        from world_models.checkpoint import latest_checkpoint
+        """Whether the training run in `run_dir` should continue from its checkpoints."""
+        from world_models.runs import has_checkpoints
 
-        return self.resume and latest_checkpoint(run_dir) is not None
+        return self.resume and has_checkpoints(run_dir)
 
 
 StageResult = tuple[dict[str, Path], dict[str, Any]]  # (outputs, metrics)
@@ -136,10 +137,18 @@ def _eval_world_model(ctx: Context) -> StageResult:
     return {key: out / name for key, name in names.items()}, {}
 
 
+def _saved_policy(agent: dict[str, Any], ctx: Context) -> Path:
+    """Where the trained agent of `policies` lands: `agents/<name>/policy/` or `.../ALGO.zip`."""
+    folder = ctx.run_dir / "agents" / agent["name"]
+    return folder / (f"{agent['algo']}.zip" if agent["algo"] in SB3 else "policy")
+
+
 def _train_agent(agent: dict[str, Any], ctx: Context, trained: dict[str, Path]) -> Path:
-    """Train one agent of `policies` into `agents/<name>/`; returns its saved policy."""
+    """Train one agent of `policies` into `agents/<name>/` (continuing its checkpoint when the
+    stage resumes); returns its saved policy."""
     folder = ctx.run_dir / "agents" / agent["name"]
     algo, bundle = agent["algo"], ctx.output("dynamics", "bundle")
+    resume = ctx.can_resume(folder)
     evals = {
         "eval_env": ctx.env_id if agent["eval_every"] else None,
         "eval_every": agent["eval_every"],
@@ -149,7 +158,12 @@ def _train_agent(agent: dict[str, Any], ctx: Context, trained: dict[str, Path]) 
         from agents.bc import train_bc
 
         return train_bc(
-            ctx.dataset_id, folder, TrainConfig(**agent["train"]), ctx.data_dir, agent["settings"]
+            ctx.dataset_id,
+            folder,
+            TrainConfig(**agent["train"]),
+            ctx.data_dir,
+            agent["settings"],
+            resume=resume,
         )[1]
     if algo == "imagination":
         from agents.imagination import improve_in_dream
@@ -163,6 +177,7 @@ def _train_agent(agent: dict[str, Any], ctx: Context, trained: dict[str, Path]) 
             num_envs=agent["num_envs"],
             device=ctx.device,
             overrides=agent["settings"],
+            resume=resume,
             **steps,
             **evals,
         )
@@ -184,6 +199,7 @@ def _train_agent(agent: dict[str, Any], ctx: Context, trained: dict[str, Path]) 
             **agent["settings"],
         },
         seed=agent["seed"],
+        resume=resume,
         **evals,
     )
 
@@ -192,6 +208,11 @@ def _policies(ctx: Context) -> StageResult:
     trained: dict[str, Path] = {}
     for agent in ctx.config["policies"]:
         where = "dataset" if agent["algo"] == "bc" else agent["train_in"]
+        saved = _saved_policy(agent, ctx)
+        if ctx.resume and saved.exists():
+            ctx.log(f"  {agent['name']}: trained before the interruption, kept")
+            trained[agent["name"]] = saved
+            continue
         ctx.log(f"  {agent['name']}: {agent['algo']} ({where})")
         trained[agent["name"]] = _train_agent(agent, ctx, trained)
     return trained, {}
@@ -253,7 +274,7 @@ STAGES = (
     Stage("tokenizer", _tokenizer, ("collect",), ("tokenizer",), resumable=True),
     Stage("dynamics", _dynamics, ("collect", "tokenizer"), ("dynamics",), resumable=True),
     Stage("eval_world_model", _eval_world_model, ("collect", "dynamics"), ("eval_world_model",)),
-    Stage("policies", _policies, ("collect", "dynamics"), ("agents",)),
+    Stage("policies", _policies, ("collect", "dynamics"), ("agents",), resumable=True),
     Stage("score", _score, ("policies",), ("scores",)),
     Stage(
         "report",

@@ -261,6 +261,24 @@ def test_imagination_resumes_from_checkpoint(bundle, tmp_path):
         improve_in_dream(tmp_path / "other", "Dream-v0", run, steps=4, resume=True, **kw)
 
 
+def test_imagination_seed_decides_the_run(bundle, tmp_path):
+    from agents.diffusion_policy import load_diffusion_policy
+    from agents.imagination import improve_in_dream
+
+    init = save_policy(tiny_policy(), tmp_path / "bc")
+    settings = dict(rollout_steps=3, value_dim=16, lr=1e-2)
+    kw = dict(steps=2, bundle=bundle, num_envs=2, overrides=settings)
+    weights = {}
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        folder = improve_in_dream(init, "Dream-v0", tmp_path / name, seed=seed, **kw)
+        weights[name] = load_diffusion_policy(folder).state_dict()
+
+    def same(x: str, y: str) -> bool:
+        return all(torch.equal(weights[x][k], weights[y][k]) for k in weights[x])
+
+    assert same("a", "b") and not same("a", "c")
+
+
 def test_imagination_horizon_setting_sets_imagined_episode_length(bundle, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -160,6 +162,23 @@ def test_bc_overfits_expert_actions(doorkey_expert, tmp_path):
     agent = DiffusionAgent(loaded)
     agent.reset(None, seed=0)
     assert int(agent.act(view.episode(0)["obs"][0])) == int(view.episode(0)["action"][1])
+
+
+def test_bc_run_folder_is_kept_and_resumes_with_its_settings(doorkey_expert, tmp_path):
+    small = dict(horizon=2, dim=16, depth=1, num_heads=2, steps=2, execute=1)
+    cfg = TrainConfig(steps=4, batch_size=4, warmup=1, ckpt_every=2)
+    run = tmp_path / "run"
+    train_bc("test/doorkey-expert-v0", run, cfg, doorkey_expert, small)
+    with pytest.raises(FileExistsError, match="--resume"):  # not silently restarted
+        train_bc("test/doorkey-expert-v0", run, cfg, doorkey_expert, small)
+    longer = TrainConfig(steps=6, batch_size=8, warmup=1, ckpt_every=2)
+    train_bc("test/doorkey-expert-v0", run, longer, doorkey_expert, resume=True)
+    assert (run / "checkpoints" / "latest").read_text().strip() == "step-00000006"
+    recorded = json.loads((run / "run.json").read_text())
+    assert recorded["train"]["steps"] == 6 and recorded["train"]["batch_size"] == 4
+    assert recorded["policy"]["dim"] == 16  # the recorded policy, not this call's defaults
+    with pytest.raises(ValueError, match="recorded in MiniGridPixels-DoorKey-8x8-v0"):
+        train_bc("test/doorkey-expert-v0", tmp_path / "x", cfg, doorkey_expert, env_id="LaneSim-v0")
 
 
 def test_chunk_sampler_alignment_and_padding(doorkey_expert):

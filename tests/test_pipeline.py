@@ -101,6 +101,38 @@ def test_missing_output_reruns_its_stage(run_copy):
     assert results["temperature"] == 1.0  # tiny.json's score.temperature
 
 
+def interrupt(run_dir, stage: str) -> None:
+    """Make `stage`'s marker say it was still running, as after a kill."""
+    marker = read_marker(run_dir, stage)
+    marker["status"] = "running"
+    (run_dir / "stages" / f"{stage}.json").write_text(json.dumps(marker))
+
+
+def test_an_interrupted_policies_stage_keeps_the_agents_it_finished(run_copy):
+    config, run_dir = run_copy
+    interrupt(run_dir, "policies")
+    kept = run_dir / "agents" / "ppo" / "ppo.zip"
+    before = kept.stat().st_mtime_ns
+    shutil.rmtree(run_dir / "agents" / "bc-dream")  # killed as it started
+    lines: list[str] = []
+    statuses = run_pipeline(config, run_dir, log=lines.append)
+    assert statuses["policies"] == "ran"
+    assert "[5/7] policies: running (interrupted, resuming)" in lines
+    assert "  ppo: trained before the interruption, kept" in lines
+    assert kept.stat().st_mtime_ns == before
+    assert (run_dir / "agents" / "bc-dream" / "policy" / "config.json").is_file()
+
+
+def test_an_interrupted_stage_starts_afresh_when_its_input_was_rebuilt(run_copy):
+    config, run_dir = run_copy
+    interrupt(run_dir, "dynamics")
+    shutil.rmtree(run_dir / "tokenizer")  # the tokenizer reruns: a new latent space
+    lines: list[str] = []
+    run_pipeline(config, run_dir, log=lines.append)
+    dynamics = [line for line in lines if line.startswith("[3/7] dynamics: running")]
+    assert dynamics == ["[3/7] dynamics: running (input rebuilt (tokenizer))"]
+
+
 def test_failed_stage_keeps_earlier_outputs_and_is_named(run_copy, capsys):
     config, run_dir = run_copy
     config["dynamics"]["model"]["no_such_setting"] = 1

@@ -126,6 +126,36 @@ def test_run_folder_is_not_restarted_by_accident(tmp_path):
         prepare_run(tmp_path, {"a": 1}, resume=False)
     with pytest.raises(FileNotFoundError, match="run.json"):
         prepare_run(tmp_path / "other", {}, resume=True)
+    sb3 = tmp_path / "sb3"  # SB3 runs keep checkpoints/latest.zip, not checkpoints/latest
+    (sb3 / "checkpoints").mkdir(parents=True)
+    (sb3 / "checkpoints" / "latest.zip").write_bytes(b"zip")
+    with pytest.raises(FileExistsError, match="--resume"):
+        prepare_run(sb3, {"a": 1}, resume=False)
+
+
+def test_resume_keeps_recorded_settings_and_extends_steps(tmp_path, capsys):
+    recorded = {"dataset_id": "d", "train": {"steps": 10, "lr": 0.1}}
+    prepare_run(tmp_path, recorded, resume=False)
+    now = {"dataset_id": "d", "train": {"steps": 30, "lr": 0.5}}
+    settings = prepare_run(tmp_path, now, resume=True, must_match=("dataset_id",))
+    assert settings == {"dataset_id": "d", "train": {"steps": 30, "lr": 0.1}}
+    assert "train.lr=0.5 (run: 0.1)" in capsys.readouterr().err
+    fewer = {"dataset_id": "d", "train": {"steps": 5, "lr": 0.1}}  # a run never shrinks
+    assert prepare_run(tmp_path, fewer, resume=True)["train"]["steps"] == 30
+    with pytest.raises(ValueError, match="dataset_id='d'"):
+        prepare_run(tmp_path, {**now, "dataset_id": "e"}, resume=True, must_match=("dataset_id",))
+    top = tmp_path / "top"  # SB3 and imagination record steps at the top level
+    prepare_run(top, {"steps": 100}, resume=False)
+    assert prepare_run(top, {"steps": 200}, resume=True, steps_key=("steps",))["steps"] == 200
+
+
+def test_pruning_never_removes_the_checkpoint_just_written(tmp_path):
+    model = nn.Linear(2, 2)
+    opt = torch.optim.AdamW(model.parameters())
+    for step in (4, 6):  # left by an earlier, longer run in the same folder
+        save_checkpoint(tmp_path, step, model, opt, {})
+    save_checkpoint(tmp_path, 2, model, opt, {})
+    assert latest_checkpoint(tmp_path).name == "step-00000002"
 
 
 def test_overrides_are_checked():

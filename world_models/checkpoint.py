@@ -132,7 +132,7 @@ def save_checkpoint(
     """Write `checkpoints/step-<step>/` completely, then point `checkpoints/latest` at it.
 
     `state` is JSON-able training state (config, RNG states, counters). Older checkpoints
-    beyond the newest `keep` are removed.
+    beyond the newest `keep` are removed (never the one just written).
     """
     root = Path(run_dir) / "checkpoints"
     final = root / f"step-{step:08d}"
@@ -147,7 +147,8 @@ def save_checkpoint(
     os.replace(tmp, final)
     atomic_write_text(root / "latest", final.name + "\n")
     for old in sorted(root.glob("step-*"))[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        if old != final:
+            shutil.rmtree(old, ignore_errors=True)
     return final
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -50,11 +51,14 @@ def prepare_run(
     settings: dict[str, Any],
     resume: bool,
     must_match: tuple[str, ...] = (),
+    steps_key: tuple[str, ...] = ("train", "steps"),
 ) -> dict:
-    """Record a run's settings in `run.json`, or on `--resume` return the recorded ones (after
-    checking that the `must_match` settings are the same as this call's).
+    """Record a run's settings in `run.json`, or on `--resume` return the recorded ones.
 
-    A run folder that already has checkpoints is never silently restarted: without `resume`
+    Resuming continues the run as recorded: the `must_match` settings must equal this call's,
+    a larger step count (at `steps_key`, a path into the settings) extends the run, and every
+    other recorded setting is kept; those this call gives differently are named in a note.
+    A run folder that already holds checkpoints is never silently restarted: without `resume`
     that is an error, so a finished or killed run is not overwritten by accident.
     """
     run_dir = Path(run_dir)
@@ -69,14 +73,55 @@ def prepare_run(
                     f"--resume: {run_dir} was run with {key}={before.get(key)!r}, not "
                     f"{settings[key]!r}; pass the same option, or a new --run-dir"
                 )
+        steps, recorded_steps = _lookup(settings, steps_key), _lookup(before, steps_key)
+        if isinstance(steps, int) and isinstance(recorded_steps, int) and steps > recorded_steps:
+            _lookup(before, steps_key[:-1])[steps_key[-1]] = steps
+            write_json(recorded, before)
+        then = _flatten(before)
+        ignored = [
+            f"{key}={value!r} (run: {then.get(key)!r})"
+            for key, value in _flatten(settings).items()
+            if then.get(key) != value and key != ".".join(steps_key)
+        ]
+        if ignored:
+            print(
+                f"--resume: {run_dir} continues with its recorded settings (run.json); "
+                f"not used: {', '.join(ignored)}",
+                file=sys.stderr,
+            )
         return before
-    if latest_checkpoint(run_dir) is not None:
+    if has_checkpoints(run_dir):
         raise FileExistsError(
             f"{run_dir} already holds checkpoints: pass --resume to continue it, "
             "or choose another --run-dir"
         )
     write_json(recorded, settings)
     return settings
+
+
+def has_checkpoints(run_dir: str | os.PathLike) -> bool:
+    """Whether `run_dir/checkpoints/` holds anything (any trainer's checkpoints)."""
+    folder = Path(run_dir) / "checkpoints"
+    return folder.is_dir() and any(folder.iterdir())
+
+
+def _lookup(settings: dict[str, Any], path: tuple[str, ...]) -> Any:
+    for key in path:
+        if not isinstance(settings, dict):
+            return None
+        settings = settings.get(key)
+    return settings
+
+
+def _flatten(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"train": {"lr": 1}} -> {"train.lr": 1}."""
+    out: dict[str, Any] = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def model_from_run(run_dir: str | os.PathLike, name: str) -> Any:

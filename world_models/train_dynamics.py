@@ -109,7 +109,7 @@ def train_dynamics(
         "train": dataclasses.asdict(train or TrainConfig()),
         "model": default_dynamics_spec(tokenizer, full, model_overrides or {}),
     }
-    settings = prepare_run(run_dir, settings, resume)
+    settings = prepare_run(run_dir, settings, resume, must_match=("dataset_id",))
     train_ids, _ = split_episodes(full.num_episodes, settings["holdout"], seed=0)
     train_view = SequenceView(dataset_id, data_dir=data_dir, episodes=train_ids)
 

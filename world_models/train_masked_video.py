@@ -179,7 +179,7 @@ def train_masked_video(
         "model": default_masked_video_spec(action_space, model_overrides or {}),
     }
     _check_lengths(settings)
-    settings = prepare_run(run_dir, settings, resume)
+    settings = prepare_run(run_dir, settings, resume, must_match=("dataset",))
     _check_lengths(settings)
     model = build_model(settings["model"])
     config = model.config

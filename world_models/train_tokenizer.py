@@ -105,7 +105,7 @@ def train_tokenizer(
         "train": dataclasses.asdict(train or TrainConfig()),
         "model": default_model_spec(kind, full, model_overrides or {}),
     }
-    settings = prepare_run(run_dir, settings, resume)
+    settings = prepare_run(run_dir, settings, resume, must_match=("dataset_id",))
     train_ids, test_ids = split_episodes(full.num_episodes, settings["holdout"], seed=0)
     train_view = SequenceView(dataset_id, data_dir=data_dir, episodes=train_ids)
     test_view = SequenceView(dataset_id, data_dir=data_dir, episodes=test_ids or train_ids)

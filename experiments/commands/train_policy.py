@@ -45,7 +45,13 @@ def run(args: argparse.Namespace) -> int:
             from agents.bc import train_bc
 
             _, folder = train_bc(
-                args.dataset, run_dir, train, args.data_dir, overrides, resume=args.resume
+                args.dataset,
+                run_dir,
+                train,
+                args.data_dir,
+                overrides,
+                resume=args.resume,
+                env_id=args.env,
             )
         elif args.init:
             from agents.imagination import improve_in_dream
@@ -55,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
                 args.env,
                 run_dir,
                 steps=train.steps,
+                seed=train.seed,
                 ckpt_every=args.ckpt_every or 25,
                 **_env_settings(args, overrides),
             )
