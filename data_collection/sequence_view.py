@@ -116,12 +116,13 @@ class SequenceView:
         self.env_id = dataset_env_id(dataset)
         layout = obs_layout(self.observation_space)
         action_layout(self.action_space)
-        cache = ensure_cache(dataset, dataset_dir(dataset_id, data_dir) / CACHE_DIR)
-        # (S, *obs_shape) per field, memory-mapped; plain-ndarray views so results are plain arrays
-        fields = {k: np.load(cache / _obs_file(k), mmap_mode="r").view(np.ndarray) for k in layout}
+        folder = dataset_dir(dataset_id, data_dir) / CACHE_DIR
+        try:
+            fields, self._arrays, self._offsets = _read_cache(ensure_cache(dataset, folder), layout)
+        except (OSError, ValueError):  # a damaged cache (a truncated file, say): rebuild it
+            cache = ensure_cache(dataset, folder, rebuild=True)
+            fields, self._arrays, self._offsets = _read_cache(cache, layout)
         self._obs = fields.get(IMAGE, fields)  # one array, or a dict of them for Dict spaces
-        self._arrays = {k: np.load(cache / f"{k}.npy") for k in KEYS[1:]}  # (S, ...) each
-        self._offsets = np.load(cache / "offsets.npy")  # (E + 1,) first row of each episode
         total = len(self._offsets) - 1
         ids = np.arange(total) if episodes is None else np.asarray(episodes, dtype=np.int64)
         if ids.ndim != 1 or (ids.size and (ids.min() < 0 or ids.max() >= total)):
@@ -229,11 +230,11 @@ def _manifest(dataset) -> dict:
     }
 
 
-def ensure_cache(dataset, folder: Path) -> Path:
-    """The cache folder of `dataset`, (re)built first if it is missing or stale."""
+def ensure_cache(dataset, folder: Path, rebuild: bool = False) -> Path:
+    """The cache folder of `dataset`, (re)built first if it is missing, stale or `rebuild`."""
     manifest = _manifest(dataset)
     try:
-        if json.loads((folder / "manifest.json").read_text()) == manifest:
+        if not rebuild and json.loads((folder / "manifest.json").read_text()) == manifest:
             return folder
     except (OSError, ValueError):
         pass
@@ -246,6 +247,17 @@ def ensure_cache(dataset, folder: Path) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def _read_cache(
+    cache: Path, layout: dict[str, Any]
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
+    """(observation fields (S, ...) memory-mapped, other arrays (S, ...), episode offsets
+    (E + 1,): the first row of each episode) from a cache folder."""
+    # plain-ndarray views of the memory maps, so that windows cut from them are plain arrays
+    fields = {k: np.load(cache / _obs_file(k), mmap_mode="r").view(np.ndarray) for k in layout}
+    arrays = {k: np.load(cache / f"{k}.npy") for k in KEYS[1:]}
+    return fields, arrays, np.load(cache / "offsets.npy")
 
 
 def _build_cache(dataset, folder: Path) -> None:

@@ -163,7 +163,7 @@ def dream_world_model(bundle: Bundle, num_steps: int | None = None) -> BaseWorld
     k_max = bundle.models["dynamics"].config.k_max
     if steps < 1 or steps > k_max or steps & (steps - 1):
         raise ValueError(
-            f"num_steps must be a power of two between 1 and k_max={k_max}, got {num_steps}"
+            f"num_steps must be a power of two between 1 and k_max={k_max}, got {steps}"
         )
     return WorldModel(bundle.models["tokenizer"], bundle.models["dynamics"], steps)
 

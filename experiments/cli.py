@@ -33,14 +33,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Parse the command line and run one subcommand."""
+    """Parse the command line and run one subcommand; bad input ends in one `error:` line."""
+    from gymnasium.error import Error as GymnasiumError
+
     args = build_parser().parse_args(argv)
     try:
         code = args.run(args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130
-    except (FileNotFoundError, ValueError, FileExistsError) as err:
+    except GymnasiumError as err:  # e.g. an unknown env id
+        print(f"error: {err} (`import envs` registers dreamgym's ids)", file=sys.stderr)
+        code = 2
+    except (FileNotFoundError, ValueError, FileExistsError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         code = 2
     sys.exit(code or 0)

@@ -31,3 +31,23 @@ def test_subcommand_help(command, capsys):
         main([command, "--help"])
     assert exit_.value.code == 0
     assert f"dreamgym {command}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["play", "NoSuchEnv-v0", "--steps", "1"], "NoSuchEnv"),
+        (
+            ["train-policy", "--algo", "ppo", "--env", "LaneSim-v0", "--lr", "1e-3"],
+            "--lr: behaviour-cloning options",
+        ),
+        (["train-tokenizer", "--dataset", "xy/z-v0", "--batch-size", "0"], "--batch-size"),
+    ],
+)
+def test_bad_input_is_one_clear_error_line(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and message in err and "Traceback" not in err

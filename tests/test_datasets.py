@@ -230,3 +230,14 @@ def test_obs_layout_of_images_dicts_and_unsupported_spaces() -> None:
     ):
         with pytest.raises(ValueError, match="uint8 Box observations .* or a Dict"):
             obs_layout(bad)
+
+
+def test_a_damaged_cache_is_rebuilt(data_dir):
+    view = SequenceView("test/random-v0", data_dir)
+    before = view.episode(0)["obs"].copy()
+    obs = next((data_dir / "test" / "random-v0" / "dreamgym_cache").glob("obs*.npy"))
+    with obs.open("r+b") as f:  # as after a full disk or a copy cut short
+        f.truncate(obs.stat().st_size // 2)
+    np.testing.assert_array_equal(
+        SequenceView("test/random-v0", data_dir).episode(0)["obs"], before
+    )

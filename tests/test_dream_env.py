@@ -336,6 +336,10 @@ def _corrupt(path: Path, case: str) -> None:
         (path / "config.json").write_text(json.dumps(config))
     elif case == "garbage config":
         (path / "config.json").write_text("{ this is not json")
+    elif case == "no horizon":
+        config = json.loads((path / "config.json").read_text())
+        del config["horizon"]
+        (path / "config.json").write_text(json.dumps(config))
     elif case == "action space mismatch":
         config = json.loads((path / "config.json").read_text())
         config["action_space"] = {"type": "Discrete", "n": 7, "start": 0}
@@ -349,6 +353,7 @@ def _corrupt(path: Path, case: str) -> None:
         ("corrupt weights", "tokenizer.safetensors"),
         ("weights mismatch", "dynamics.safetensors"),
         ("garbage config", "config.json"),
+        ("no horizon", "config.json"),
         ("action space mismatch", "config.json"),
     ],
 )

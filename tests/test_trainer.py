@@ -168,3 +168,22 @@ def test_overrides_are_checked():
         parse_overrides(["depth"])
     with pytest.raises(ValueError, match="unknown setting"):
         apply_overrides(TrainConfig(), {"nope": 1})
+    with pytest.raises(ValueError, match="batch_size must be of type int, got 'abc'"):
+        apply_overrides(TrainConfig(), {"batch_size": "abc"})
+    with pytest.raises(ValueError, match="seq_len must be of type int, got True"):
+        apply_overrides(TrainConfig(), {"seq_len": True})
+    assert apply_overrides(TrainConfig(), {"lr": 1}).lr == 1  # an int is a float
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"batch_size": 0}, r"batch_size \(--batch-size\) must be >= 1, got 0"),
+        ({"ckpt_every": 0}, "ckpt_every"),
+        ({"lr": -1.0}, "lr and weight_decay must be >= 0"),
+        ({"min_lr_ratio": 2.0}, "min_lr_ratio"),
+    ],
+)
+def test_bad_training_settings_are_named(bad, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**bad)

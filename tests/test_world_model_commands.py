@@ -282,3 +282,32 @@ def test_train_dynamics_continues_from_a_bundle(trained, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(a) for a in args] + ["--run-dir", str(tmp_path / "third")])
     assert "holds a 'cnn-tokenizer' model, not a 'dynamics'" in capsys.readouterr().err
+
+
+def run_cli_error(capsys, *argv: str) -> str:
+    """Run a command that must fail cleanly; returns its one-line error."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    return err
+
+
+def test_bad_eval_and_export_input_is_a_clear_error(trained, tmp_path, capsys):
+    root, data, tok, dyn = trained
+    lane = root / "lane-data"
+    collect("LaneSim-v0", "random", 1, "test/lane-v0", data_dir=lane, progress=False)
+    common = ("--bundle", dyn / "bundle", "--data-dir")
+    err = run_cli_error(capsys, "eval-world-model", *common, lane, "--dataset", "test/lane-v0")
+    assert "dataset test/lane-v0 acts in MultiDiscrete" in err and "Discrete(7)" in err
+    err = run_cli_error(
+        capsys, "eval-world-model", *common, data, "--dataset", "test/empty-v0", "--windows", "0"
+    )
+    assert "--windows must be >= 1" in err
+    out = tmp_path / "bundle"
+    export = ("export-bundle", "--tokenizer", tok, "--dynamics", dyn, "--out", out)
+    err = run_cli_error(
+        capsys, *export, "--dataset", "test/empty-v0", "--data-dir", data, "--num-steps", "3"
+    )
+    assert "no bundle written" in err and "power of two" in err
+    assert not out.exists() and not list(tmp_path.iterdir())  # nothing half-written

@@ -66,6 +66,20 @@ class Bundle:
     def action_space(self) -> gym.Space:
         return spec_to_space(self.config["action_space"])
 
+    def check_spaces(
+        self, source: str, observation_space: gym.Space, action_space: gym.Space
+    ) -> None:
+        """Raise a clear error unless `source` (a dataset or an env) has this bundle's spaces."""
+        for what, mine, theirs in (
+            ("observes", self.observation_space, observation_space),
+            ("acts in", self.action_space, action_space),
+        ):
+            if mine != theirs:
+                raise BundleError(
+                    f"{source} {what} {theirs}, but the bundle {self.path} (a model of "
+                    f"{self.config.get('env_id')}) {what} {mine}: use a bundle of that env"
+                )
+
 
 def save_bundle(
     path: str | os.PathLike,
@@ -136,6 +150,8 @@ def load_bundle(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
         obs_space = spec_to_space(config["observation_space"])
         spec_to_space(config["action_space"])
         specs = config["models"]
+        if not isinstance(config["horizon"], int) or config["horizon"] < 1:
+            raise ValueError(f"horizon must be an integer >= 1, got {config['horizon']!r}")
     except (KeyError, TypeError, ValueError) as err:
         raise BundleError(f"{path / 'config.json'} is malformed ({err}); {HOW_TO_FIX}") from err
     models = {}

@@ -81,9 +81,13 @@ def evaluate_world_model(
 ) -> dict[str, Any]:
     """Per-horizon PSNR/SSIM/perceptual distance of dream vs hold-last-frame, and head
     accuracies, as a dict. perceptual_backend: "stlpips" (offline), "lpips" or "none" (skip)."""
+    for name, value in (("context", context), ("horizon", horizon), ("windows", windows)):
+        if value < 1:
+            raise ValueError(f"--{name} must be >= 1, got {value}")
     bundle = load_bundle(bundle_path, device)
     full = SequenceView(dataset_id, data_dir=data_dir)
     full.require_images("eval-world-model")
+    bundle.check_spaces(f"dataset {dataset_id}", full.observation_space, full.action_space)
     _, test_ids = split_episodes(full.num_episodes, holdout, seed=0)
     view = SequenceView(dataset_id, data_dir=data_dir, episodes=test_ids or None)
     batch = _windows(view, windows, context + horizon, seed)

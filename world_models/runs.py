@@ -28,14 +28,29 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+# JSON values a setting declared with this (plain) type accepts
+_ACCEPTS: dict[str, tuple[type, ...]] = {
+    "bool": (bool,),
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+}
+
+
 def apply_overrides(config: Any, overrides: dict[str, Any]) -> Any:
-    """A copy of dataclass `config` with `overrides`; unknown keys are a clear error."""
-    names = {f.name for f in dataclasses.fields(config)}
-    unknown = sorted(set(overrides) - names)
+    """A copy of dataclass `config` with `overrides`; unknown keys and values of the wrong
+    type (for settings declared bool, int, float or str) are a clear error."""
+    types = {f.name: str(f.type) for f in dataclasses.fields(config)}
+    unknown = sorted(set(overrides) - set(types))
     if unknown:
         raise ValueError(
-            f"unknown setting(s) {unknown} for {type(config).__name__}; known: {sorted(names)}"
+            f"unknown setting(s) {unknown} for {type(config).__name__}; known: {sorted(types)}"
         )
+    for key, value in overrides.items():
+        accepts = _ACCEPTS.get(types[key])
+        wrong_bool = isinstance(value, bool) and types[key] != "bool"
+        if accepts and (wrong_bool or not isinstance(value, accepts)):
+            raise ValueError(f"setting {key} must be of type {types[key]}, got {value!r}")
     return dataclasses.replace(config, **overrides)
 
 

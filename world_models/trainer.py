@@ -51,6 +51,21 @@ class TrainConfig:
     ckpt_every: int = 250
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        at_least = {"steps": 0, "warmup": 0, "long_seq_len": 0, "batch_size": 1, "seq_len": 1}
+        at_least |= dict.fromkeys(("long_every", "log_every", "image_every", "ckpt_every"), 1)
+        problems = [
+            f"{name} (--{name.replace('_', '-')}) must be >= {low}, got {getattr(self, name)}"
+            for name, low in at_least.items()
+            if getattr(self, name) < low
+        ]
+        if not (self.lr >= 0 and self.weight_decay >= 0 and self.grad_clip > 0):
+            problems.append("lr and weight_decay must be >= 0 and grad_clip > 0")
+        if not 0 <= self.min_lr_ratio <= 1:
+            problems.append(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if problems:
+            raise ValueError("bad training settings: " + "; ".join(problems))
+
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
     """Learning rate at `step`: linear warm-up, then cosine decay to `min_lr_ratio * lr`."""

@@ -32,11 +32,12 @@ def run(args: argparse.Namespace) -> int:
 
     real = gym.make(args.real_id, render_mode="rgb_array")
     dream = gym.make(args.dream_id, **({"bundle": args.bundle} if args.bundle else {}))
-    if real.observation_space != dream.observation_space:
-        raise ValueError(
-            f"{args.real_id} observes {real.observation_space} but {args.dream_id} observes "
-            f"{dream.observation_space}: they do not model each other"
-        )
+    for what in ("observation_space", "action_space"):
+        if getattr(real, what) != getattr(dream, what):
+            raise ValueError(
+                f"{args.real_id}'s {what} is {getattr(real, what)} but {args.dream_id}'s is "
+                f"{getattr(dream, what)}: they do not model each other"
+            )
     policy = make_policy(args.policy, args.real_id)
     obs, _ = real.reset(seed=args.seed)
     policy.reset(real, args.seed)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from world_models.perceptual import BACKENDS
+from world_models.runs import new_run_dir
 
 NAME = "eval-world-model"
 HELP = (
@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "none (skip)",
     )
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", help="report folder (default: <bundle>/eval)")
+    parser.add_argument("--out", help="report folder (default: runs/eval-world-model/<time>/)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         perceptual_backend=args.perceptual,
     )
-    out = write_report(results, args.out or Path(args.bundle) / "eval")
+    out = write_report(results, args.out or new_run_dir("runs", "eval-world-model"))
     print(summary_table(results))
     print(f"\nreport: {out}")
     return 0

@@ -35,14 +35,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+    import shutil
+    from pathlib import Path
+
+    import torch
+
     from data_collection.sequence_view import SequenceView
-    from world_models.bundle import save_bundle, start_contexts
+    from envs.dream import dream_world_model, load_dream_bundle
+    from world_models.bundle import BundleError, save_bundle, start_contexts
     from world_models.runs import load_trained
 
+    if min(args.contexts, args.context_length, args.horizon) < 1:
+        raise ValueError("--contexts, --context-length and --horizon must be >= 1")
     view = SequenceView(args.dataset, data_dir=args.data_dir)
     view.require_images("a bundle")
-    path = save_bundle(
-        args.out,
+    out = Path(args.out)
+    draft = out.with_name(f".{out.name}.draft")  # checked as a dream env loads it, then moved
+    save_bundle(
+        draft,
         env_id=view.env_id,
         observation_space=view.observation_space,
         action_space=view.action_space,
@@ -56,5 +67,12 @@ def run(args: argparse.Namespace) -> int:
         sampling={"num_steps": args.num_steps},
         horizon=args.horizon,
     )
-    print(f"bundle: {path}")
+    try:
+        dream_world_model(load_dream_bundle(draft, torch.device("cpu")))
+    except ValueError as err:  # BundleError is one
+        shutil.rmtree(draft)
+        raise BundleError(f"no bundle written to {out}: {err}") from err
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(draft, out)
+    print(f"bundle: {out}")
     return 0

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 from typing import Any
 
 from experiments.train_args import add_train_arguments, train_config_from_args
+from world_models.trainer import TrainConfig
 
 NAME = "train-policy"
 HELP = "Train a policy: diffusion (BC on a dataset, or improved in a dream env) or SB3 PPO/A2C/DQN"
@@ -29,17 +31,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-env", help="real env id scored every --eval-every steps")
     parser.add_argument("--eval-every", type=int, default=0, help="steps between real evals")
     parser.add_argument("--eval-episodes", type=int, default=10, help="episodes per real eval")
-    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="torch device (cpu, cuda) for SB3 and imagination; BC uses CUDA when there is one",
+    )
     add_train_arguments(parser, experiment="policy")
     parser.epilog = (
-        "--steps and --ckpt-every count gradient steps for behaviour cloning, iterations for "
-        "imagination (checkpoint every 25 by default) and env steps for SB3 (a checkpoint at "
-        "the first rollout end after every 10,000 by default)."
+        "--steps and --ckpt-every count gradient steps for behaviour cloning (default 2000), "
+        "iterations for imagination (default 100; a checkpoint every 25) and env steps for SB3 "
+        "(default: the env's budget in experiments/configs/agents.json; a checkpoint at the "
+        "first rollout end after every 10,000). The other optimisation options apply to "
+        "behaviour cloning only: imagination and SB3 take their settings with --set."
     )
 
 
 def run(args: argparse.Namespace) -> int:
     run_dir, train, overrides = train_config_from_args(args)
+    if not (args.algo == "diffusion" and args.dataset):
+        given = {f.name for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+        unused = sorted(given - {"steps", "seed", "ckpt_every"})
+        if unused:
+            flags = ", ".join("--" + name.replace("_", "-") for name in unused)
+            raise ValueError(
+                f"{flags}: behaviour-cloning options; imagination and SB3 take their settings "
+                "with --set KEY=VALUE (e.g. --set lr=1e-5, --set learning_rate=1e-4)"
+            )
     if args.algo == "diffusion":
         if args.dataset:
             from agents.bc import train_bc
@@ -60,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
                 args.init,
                 args.env,
                 run_dir,
-                steps=train.steps,
+                steps=args.steps or 100,
                 seed=train.seed,
                 ckpt_every=args.ckpt_every or 25,
                 **_env_settings(args, overrides),
