@@ -189,6 +189,17 @@ def load_trained(path: str | os.PathLike, name: str, device: str = "cpu") -> Any
     )
 
 
+def init_source(path: str | os.PathLike, name: str, kind: str) -> Any:
+    """The trained model `name` at `path` that an `--init-from` run starts from; it must be a
+    model of `kind` (e.g. "dynamics")."""
+    from world_models.model_io import kind_of
+
+    source = load_trained(path, name)
+    if kind_of(source) != kind:
+        raise ValueError(f"--init-from {path}: holds a {kind_of(source)!r} model, not a {kind!r}")
+    return source
+
+
 def load_initial_weights(model: Any, path: str | os.PathLike, name: str) -> None:
     """Start `model` from the weights of the trained model `name` at `path` (`--init-from`).
     Settings that hold no weights may differ (e.g. loss scales); they are named in a warning."""
@@ -196,11 +207,7 @@ def load_initial_weights(model: Any, path: str | os.PathLike, name: str) -> None
 
     from world_models.model_io import kind_of, model_spec
 
-    source = load_trained(path, name)
-    if kind_of(source) != kind_of(model):
-        raise ValueError(
-            f"--init-from {path}: holds a {kind_of(source)!r} model, not a {kind_of(model)!r}"
-        )
+    source = init_source(path, name, kind_of(model))
     ours, theirs = model_spec(model)["config"], model_spec(source)["config"]
     changed = sorted(k for k in ours if ours[k] != theirs.get(k))
     if changed:

@@ -20,7 +20,13 @@ from world_models.action_encoder import space_to_spec
 from world_models.bundle import save_bundle, start_contexts
 from world_models.checkpoint import latest_checkpoint
 from world_models.model_io import build_model, save_model
-from world_models.runs import apply_overrides, load_initial_weights, load_trained, prepare_run
+from world_models.runs import (
+    apply_overrides,
+    init_source,
+    load_initial_weights,
+    load_trained,
+    prepare_run,
+)
 from world_models.tensorboard_media import log_real_over_dream
 from world_models.tokenizer import Tokenizer, video_to_float
 from world_models.trainer import Batch, TrainConfig, Trainer
@@ -63,15 +69,24 @@ def show_dreams(
     log_real_over_dream(writer, "dynamics", video_to_float(obs[0, context:]), dream, step)
 
 
-def default_dynamics_spec(tokenizer: Tokenizer, view: SequenceView, overrides: dict) -> dict:
-    """A dynamics model spec sized for the tokenizer's latents and the dataset's actions."""
+def default_dynamics_spec(
+    tokenizer: Tokenizer,
+    view: SequenceView,
+    overrides: dict,
+    init_from: str | os.PathLike | None = None,
+) -> dict:
+    """A dynamics model spec sized for the tokenizer's latents and the dataset's actions, or
+    with `init_from` the settings of that model; then `overrides`."""
     from world_models.dynamics import DynamicsConfig
 
-    config = DynamicsConfig(
-        num_latents=tokenizer.num_latents,
-        latent_dim=tokenizer.latent_dim,
-        action_spec=space_to_spec(view.action_space),
-    )
+    if init_from is not None:
+        config = init_source(init_from, "dynamics", "dynamics").config
+    else:
+        config = DynamicsConfig(
+            num_latents=tokenizer.num_latents,
+            latent_dim=tokenizer.latent_dim,
+            action_spec=space_to_spec(view.action_space),
+        )
     config = apply_overrides(config, overrides)
     return {"kind": "dynamics", "config": dataclasses.asdict(config)}
 
@@ -91,8 +106,9 @@ def train_dynamics(
 ) -> Path:
     """Train (or resume) the dynamics model; returns the path of the exported bundle.
 
-    tokenizer_path, init_from: model, bundle or run folders; init_from's dynamics weights start
-    this run (same architecture) with a fresh optimizer and schedule.
+    tokenizer_path, init_from: model, bundle or run folders; init_from's dynamics settings
+    (with `model_overrides` on top) and weights start this run, with a fresh optimizer and
+    schedule.
     """
     run_dir = Path(run_dir)
     tokenizer = load_trained(tokenizer_path, "tokenizer")
@@ -107,7 +123,7 @@ def train_dynamics(
         "horizon": horizon,
         "init_from": None if init_from is None else str(init_from),
         "train": dataclasses.asdict(train or TrainConfig()),
-        "model": default_dynamics_spec(tokenizer, full, model_overrides or {}),
+        "model": default_dynamics_spec(tokenizer, full, model_overrides or {}, init_from),
     }
     settings = prepare_run(run_dir, settings, resume, must_match=("dataset_id",))
     train_ids, _ = split_episodes(full.num_episodes, settings["holdout"], seed=0)

@@ -32,7 +32,7 @@ from world_models.checkpoint import latest_checkpoint
 from world_models.masked_video import MaskedVideoConfig, MaskedVideoModel, resize_frames
 from world_models.masked_video_sampler import SamplingSettings, rollout
 from world_models.model_io import build_model, save_model
-from world_models.runs import apply_overrides, load_initial_weights, prepare_run
+from world_models.runs import apply_overrides, init_source, load_initial_weights, prepare_run
 from world_models.tensorboard_media import log_real_over_dream
 from world_models.trainer import Batch, TrainConfig, Trainer
 
@@ -106,11 +106,19 @@ def show_rollout(
     log_real_over_dream(writer, "masked_video", frames[0, context:], dream[0], step)
 
 
-def default_masked_video_spec(action_space: gym.Space, overrides: dict[str, Any]) -> dict:
-    """A masked video model spec for `action_space`, with config `overrides`."""
+def default_masked_video_spec(
+    action_space: gym.Space,
+    overrides: dict[str, Any],
+    init_from: str | os.PathLike | None = None,
+) -> dict:
+    """A masked video model spec for `action_space` (or with `init_from` the settings of that
+    model), with config `overrides`."""
     from world_models.action_encoder import space_to_spec
 
-    config = MaskedVideoConfig(action_spec=space_to_spec(action_space))
+    if init_from is not None:
+        config = init_source(init_from, "masked_video", "masked-video").config
+    else:
+        config = MaskedVideoConfig(action_spec=space_to_spec(action_space))
     config = apply_overrides(config, overrides)
     return {"kind": "masked-video", "config": dataclasses.asdict(config)}
 
@@ -176,7 +184,7 @@ def train_masked_video(
         "data": {"max_speed": max_speed, "speed": list(speed)},
         "init_from": None if init_from is None else str(init_from),
         "train": dataclasses.asdict(train or TrainConfig()),
-        "model": default_masked_video_spec(action_space, model_overrides or {}),
+        "model": default_masked_video_spec(action_space, model_overrides or {}, init_from),
     }
     _check_lengths(settings)
     settings = prepare_run(run_dir, settings, resume, must_match=("dataset",))

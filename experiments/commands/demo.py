@@ -8,8 +8,8 @@ import argparse
 
 NAME = "demo"
 HELP = (
-    "The main job: the DoorKey pipeline (config doorkey-cpu, ~20 min on 2 cores), then a short "
-    "PPO run in the shipped Dream-League-v0."
+    "The main job: the DoorKey pipeline (config doorkey-cpu, about 30 min on 2 cores), then a "
+    "short PPO run in the shipped Dream-League-v0."
 )
 
 
