@@ -86,6 +86,25 @@ def make_vec_env(
     return VecFrameStack(venv, frame_stack, channels_order="last")
 
 
+def check_algo_kwargs(algo: str, kwargs: dict[str, Any]) -> None:
+    """Raise a clear error for arguments the SB3 algorithm does not take, or for a text where
+    it takes a number (`--set` values)."""
+    import inspect
+
+    import stable_baselines3
+
+    params = inspect.signature(getattr(stable_baselines3, algo.upper())).parameters
+    unknown = sorted(set(kwargs) - set(params) - {"policy", "env"})
+    if unknown:
+        known = sorted(set(params) - {"policy", "env", "self"})
+        raise ValueError(f"{algo.upper()} takes no argument(s) {unknown}; it takes {known}")
+    for key, value in kwargs.items():
+        default = params[key].default
+        number = isinstance(default, (int, float)) and not isinstance(default, bool)
+        if number and isinstance(value, str):
+            raise ValueError(f"{algo.upper()}'s {key} must be a number, got {value!r}")
+
+
 def build_model(
     algo: str,
     venv: Any,
@@ -255,6 +274,7 @@ def train_sb3(
         run_dir, record, resume, must_match=("algo", "env", "frame_stack"), steps_key=("steps",)
     )
     steps, num_envs, seed, bundle = (record[k] for k in ("steps", "num_envs", "seed", "bundle"))
+    check_algo_kwargs(algo, kwargs)
     checkpoint = run_dir / "checkpoints" / "latest.zip"
     if resume and not checkpoint.is_file():
         raise FileNotFoundError(f"--resume: {checkpoint} not found")

@@ -307,7 +307,7 @@ def improve_in_dream(
         "init": str(init),
         "env": env_id,
         "steps": steps,
-        "bundle": str(bundle),
+        "bundle": None if bundle is None else str(bundle),
         "config": asdict(cfg),
     }
     record = prepare_run(run_dir, record, resume, must_match=("init", "env"), steps_key=("steps",))

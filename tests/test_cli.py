@@ -42,6 +42,14 @@ def test_subcommand_help(command, capsys):
             "--lr: behaviour-cloning options",
         ),
         (["train-tokenizer", "--dataset", "xy/z-v0", "--batch-size", "0"], "--batch-size"),
+        (
+            ["train-policy", "--algo", "ppo", "--env", "LaneSim-v0", "--set", "nope=1"],
+            "PPO takes no argument(s) ['nope']",
+        ),
+        (
+            ["train-policy", "--algo", "a2c", "--env", "LaneSim-v0", "--set", "gamma=high"],
+            "A2C's gamma must be a number, got 'high'",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_error_line(argv, message, capsys, tmp_path, monkeypatch):
