@@ -25,15 +25,24 @@ EVAL_SEED = 1_000_000
 Z95 = 1.959964
 
 
-def mean_ci(values: np.ndarray | list[float], z: float = Z95) -> tuple[float, float, float]:
-    """(mean, low, high): normal-approximation interval mean +- z * sd / sqrt(n) (sd with
-    n - 1; zero width for a single value)."""
+def mean_ci(values: np.ndarray | list[float]) -> tuple[float, float, float]:
+    """(mean, low, high): Student's t 95% interval mean +- t(n - 1) * sd / sqrt(n) (sd with
+    n - 1); a single value gives no interval (NaN bounds)."""
+    from scipy.stats import t
+
     x = np.asarray(values, dtype=np.float64)
     if x.size == 0:
         raise ValueError("mean_ci needs at least one value")
     mean = float(x.mean())
-    half = z * float(x.std(ddof=1)) / math.sqrt(x.size) if x.size > 1 else 0.0
+    if x.size == 1:
+        return mean, math.nan, math.nan
+    half = float(t.ppf(0.975, x.size - 1)) * float(x.std(ddof=1)) / math.sqrt(x.size)
     return mean, mean - half, mean + half
+
+
+def _bounds(low: float, high: float) -> list[float] | None:
+    """An interval for JSON: None when there is none (one episode)."""
+    return None if math.isnan(low) else [low, high]
 
 
 def wilson_ci(successes: int, n: int, z: float = Z95) -> tuple[float, float, float]:
@@ -66,7 +75,7 @@ def summarize(
     out: dict[str, Any] = {
         "episodes": len(returns),
         "mean_return": mean,
-        "return_ci95": [low, high],
+        "return_ci95": _bounds(low, high),
         "mean_length": float(np.mean(lengths)),
         "returns": [float(r) for r in returns],
         "lengths": [int(n) for n in lengths],
@@ -78,7 +87,7 @@ def summarize(
         )
     if golds is not None:
         mean, low, high = mean_ci(golds)
-        out.update(mean_gold=mean, gold_ci95=[low, high], golds=[float(g) for g in golds])
+        out.update(mean_gold=mean, gold_ci95=_bounds(low, high), golds=[float(g) for g in golds])
     return out
 
 
@@ -138,11 +147,11 @@ def format_results(results: dict[str, Any]) -> str:
         parts.append(
             f"success {100 * results['success_rate']:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
         )
-    low, high = results["return_ci95"]
-    parts.append(f"return {results['mean_return']:.3f} [{low:.3f}, {high:.3f}]")
-    if "mean_gold" in results:
-        low, high = results["gold_ci95"]
-        parts.append(f"gold {results['mean_gold']:.1f} [{low:.1f}, {high:.1f}]")
+    for name, key, digits in (("return", "return", 3), ("gold", "gold", 1)):
+        if f"mean_{key}" in results:
+            ci = results[f"{key}_ci95"]
+            bounds = "" if ci is None else f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+            parts.append(f"{name} {results[f'mean_{key}']:.{digits}f}{bounds}")
     return ", ".join(parts)
 
 

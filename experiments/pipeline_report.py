@@ -30,10 +30,11 @@ def describe(name: str, config: dict[str, Any]) -> str:
     return f"diffusion policy, imagination in the dream from {agent['init']}"
 
 
-def _ci(value: float, ci: list[float], percent: bool = False) -> str:
-    if percent:
-        return f"{100 * value:.1f}% [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
-    return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+def _ci(value: float, ci: list[float] | None, percent: bool = False) -> str:
+    """ "0.500 [0.250, 0.750]" (or a percentage); no bounds when there is no interval."""
+    scale, unit, digits = (100, "%", 1) if percent else (1, "", 3)
+    bounds = "" if ci is None else f" [{scale * ci[0]:.{digits}f}, {scale * ci[1]:.{digits}f}]"
+    return f"{scale * value:.{digits}f}{unit}{bounds}"
 
 
 def score_table(scores: dict[str, dict[str, Any]], config: dict[str, Any]) -> str:
@@ -104,7 +105,7 @@ def _score_plot(scores: dict[str, dict[str, Any]], path: Path) -> None:
     )
     for ax, (key, ci, label) in zip(axes[0], metrics, strict=True):
         values = np.array([scores[n][key] for n in names])
-        bounds = np.array([scores[n][ci] for n in names])
+        bounds = np.array([scores[n][ci] or [scores[n][key]] * 2 for n in names])
         err = np.stack([values - bounds[:, 0], bounds[:, 1] - values]).clip(0)
         ax.barh(names, values, xerr=err, color="tab:blue", capsize=3)
         ax.invert_yaxis()

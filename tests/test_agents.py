@@ -41,11 +41,12 @@ def bundle(tmp_path_factory) -> Path:
 
 def test_mean_ci_known_values():
     mean, low, high = mean_ci([1.0, 2.0, 3.0, 4.0])
-    half = 1.959964 * np.std([1, 2, 3, 4], ddof=1) / 2  # sd 1.2910, n = 4
+    half = 3.182446 * np.std([1, 2, 3, 4], ddof=1) / 2  # t(3) quantile, sd 1.2910, n = 4
     assert mean == pytest.approx(2.5)
     assert (low, high) == pytest.approx((2.5 - half, 2.5 + half))
-    assert half == pytest.approx(1.2652, abs=1e-4)
-    assert mean_ci([7.0]) == (7.0, 7.0, 7.0)
+    assert half == pytest.approx(2.0543, abs=1e-4)
+    mean, low, high = mean_ci([7.0])  # one value: no interval
+    assert mean == 7.0 and np.isnan(low) and np.isnan(high)
     with pytest.raises(ValueError):
         mean_ci([])
 
@@ -83,6 +84,12 @@ def test_evaluate_random_counts_failures(tmp_path):
     )
     assert results["successes"] == [False, False] and results["success_rate"] == 0.0
     assert results["lengths"] == [20, 20]
+    one = evaluate_policy(
+        make_policy("random", env_id), env_id, episodes=1, max_steps=5, out_dir=tmp_path
+    )
+    assert one["return_ci95"] is None  # no interval from one episode
+    assert json.loads((tmp_path / "results.json").read_text())["return_ci95"] is None
+    assert format_results(one).endswith("return 0.000")
 
 
 def test_evaluate_reports_lanesim_gold():
