@@ -230,11 +230,13 @@ class DreamCore:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """A context of one rollout from real frames (T0, H, W, C) or (H, W, C) uint8 and,
         optionally, the actions (T0, ...) that led to them (the first one is never used)."""
-        obs = np.asarray(frames)
+        obs = np.array(frames)  # a copy: the caller's array stays theirs
         obs = obs[None] if obs.shape == self.pixel_space.shape else obs
-        if obs.dtype != np.uint8 or obs.ndim != 4 or obs.shape[1:] != self.pixel_space.shape:
+        bad_shape = obs.ndim != 4 or obs.shape[1:] != self.pixel_space.shape or not len(obs)
+        if obs.dtype != np.uint8 or bad_shape:
             raise ValueError(
-                f"start frames must be uint8 of shape (T0, *{self.pixel_space.shape}), got "
+                f"start frames must be uint8 of shape (T0, *{self.pixel_space.shape}) with "
+                f"T0 >= 1, got "
                 f"{obs.dtype} {obs.shape}"
             )
         length = len(obs)
@@ -375,6 +377,12 @@ class DreamEnv(gym.Env):
         ((T0, H, W, C) or (H, W, C) uint8) with optional `options["actions"]` (T0, ...)."""
         super().reset(seed=seed)
         options = options or {}
+        unknown = sorted(set(options) - {"context", "frames", "actions"})
+        if unknown:
+            raise ValueError(
+                f"unknown reset option(s) {unknown}: a DreamEnv takes 'context', or 'frames' "
+                "(and 'actions')"
+            )
         index = self.core.draw_start(self.np_random, self._generator)
         if "frames" in options:
             context = self.core.real_context(options["frames"], options.get("actions"))
@@ -390,7 +398,7 @@ class DreamEnv(gym.Env):
         self._state, self._latents, frames = self.core.start(*context, self._generator)
         self._frame = frames[0]
         self._steps = 0
-        return self.core.observe(self._latents, frames)[0], {"context": index}
+        return self.core.observe(self._latents, frames)[0].copy(), {"context": index}
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self._state is None:
@@ -404,7 +412,7 @@ class DreamEnv(gym.Env):
         self._steps += 1
         terminated = bool(self.core.terminated(cont, [self.np_random])[0])
         truncated = self._steps >= self.core.horizon
-        obs = self.core.observe(self._latents, frames)[0]
+        obs = self.core.observe(self._latents, frames)[0].copy()  # not the render buffer
         return obs, float(reward[0]), terminated, truncated, {"continue_prob": float(cont[0])}
 
     def render(self) -> np.ndarray | None:

@@ -84,9 +84,12 @@ class DreamVectorEnv(VectorEnv):
         self._steps = np.zeros(num_envs, np.int64)
         self._autoreset = np.zeros(num_envs, bool)
 
-    def _restart(self, rows: np.ndarray) -> dict[str, Any]:
-        """Start `rows` from fresh contexts and splice them into the batch; -> their infos."""
+    def _restart(self, rows: np.ndarray, chosen: np.ndarray | None = None) -> dict[str, Any]:
+        """Start `rows` from fresh contexts (drawn, or the bundle contexts `chosen` (len(rows),))
+        and splice them into the batch; -> their infos."""
         indices = [self.core.draw_start(self._rngs[i], self._generators[i]) for i in rows]
+        if chosen is not None:
+            indices = [int(c) for c in chosen]
         generators = [self._generators[i] for i in rows]
         state, latents, frames = self.core.start(*self.core.context(indices), generators)
         if self._state is None or len(rows) == self.num_envs:
@@ -112,8 +115,16 @@ class DreamVectorEnv(VectorEnv):
         seed: int | Sequence[int | None] | None = None,
         options: dict[str, Any] | None = None,
     ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Reset all sub-envs, or those in `options["reset_mask"]` (bool array (N,)). Seeds:
-        an int s seeds sub-env i with s + i; a list gives one seed (or None) per sub-env."""
+        """Reset all sub-envs, or those in `options["reset_mask"]` (bool array (N,)), from drawn
+        bundle contexts or `options["context"]` (an index, or one per sub-env). Seeds: an int
+        s seeds sub-env i with s + i; a list gives one seed (or None) per sub-env."""
+        options = options or {}
+        unknown = sorted(set(options) - {"reset_mask", "context"})
+        if unknown:
+            raise ValueError(
+                f"unknown reset option(s) {unknown}: a DreamVectorEnv takes 'reset_mask' and "
+                "'context' (start from real frames with DreamEnv's options['frames'])"
+            )
         if seed is None or isinstance(seed, (int, np.integer)):
             seeds = [None if seed is None else int(seed) + i for i in range(self.num_envs)]
         else:
@@ -121,7 +132,7 @@ class DreamVectorEnv(VectorEnv):
             if len(seeds) != self.num_envs:
                 raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} envs")
         mask = np.ones(self.num_envs, bool)
-        if options and "reset_mask" in options:
+        if "reset_mask" in options:
             mask = np.array(options["reset_mask"])
             if mask.shape != (self.num_envs,) or mask.dtype != np.bool_ or not mask.any():
                 raise ValueError(
@@ -130,10 +141,23 @@ class DreamVectorEnv(VectorEnv):
                 )
         if self._state is None:
             mask[:] = True
+        chosen = None
+        if "context" in options:
+            count = len(self.core.contexts["obs"])
+            chosen = np.broadcast_to(np.asarray(options["context"]), (self.num_envs,))
+            if (
+                not np.issubdtype(chosen.dtype, np.integer)
+                or not ((chosen >= 0) & (chosen < count)).all()
+            ):
+                raise ValueError(
+                    f"options['context'] must be an index in [0, {count}), or one per env, "
+                    f"got {options['context']!r}"
+                )
         for i, s in enumerate(seeds):
             if mask[i] and s is not None:
                 self._rngs[i] = np_random(s)[0]
-        info = self._restart(np.flatnonzero(mask))
+        rows = np.flatnonzero(mask)
+        info = self._restart(rows, None if chosen is None else chosen[rows])
         return self._obs.copy(), info
 
     def step(
@@ -200,7 +224,10 @@ class DreamSB3VecEnv(VecEnv):
 
     def reset(self) -> np.ndarray:
         seeds = self._seeds if any(s is not None for s in self._seeds) else None
-        obs, info = self.venv.reset(seed=seeds)
+        given = [o for o in self._options if o]
+        if given and (len(given) < self.num_envs or any(o != given[0] for o in given)):
+            raise ValueError("dream sub-envs reset together: set_options needs one dict for all")
+        obs, info = self.venv.reset(seed=seeds, options=given[0] if given else None)
         self.reset_infos = [{"context": int(c)} for c in info["context"]]
         self._reset_seeds()
         self._reset_options()
@@ -255,8 +282,14 @@ class DreamSB3VecEnv(VecEnv):
         indices: VecEnvIndices = None,
         **method_kwargs: Any,
     ) -> list[Any]:
-        """Calls a method of the shared dream env once; its result is returned for each index."""
+        """Calls a method of the shared dream env once, for all sub-envs (they share one model
+        and step together); its result is returned for each index."""
         rows = self._check_indices(indices)
+        if sorted(rows) != list(range(self.num_envs)):
+            raise ValueError(
+                "dream sub-envs share one model: env_method applies to all envs only (reset "
+                "some with venv.reset(options={'reset_mask': ...}))"
+            )
         result = getattr(self.venv, method_name)(*method_args, **method_kwargs)
         return [result] * len(rows)
 

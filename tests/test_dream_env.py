@@ -113,6 +113,30 @@ def test_reset_from_real_frames(lane_bundle: Path) -> None:
         env.reset(options={"frames": frames[..., :1]})
     with pytest.raises(ValueError, match="outside the action space"):
         env.reset(options={"frames": frames, "actions": actions + 30})
+    with pytest.raises(ValueError, match="T0 >= 1"):
+        env.reset(options={"frames": frames[:0]})
+    with pytest.raises(ValueError, match=r"unknown reset option\(s\) \['contxt'\]"):
+        env.reset(options={"contxt": 3})
+    mine = frames.copy()
+    obs = env.reset(options={"frames": mine})[0]
+    mine[:] = 0  # the env keeps its own copy of the start frames
+    assert np.array_equal(obs, frames[-1]) and np.array_equal(env.render(), frames[-1])
+    obs[:] = 7  # and the observation it returned is the caller's
+    assert np.array_equal(env.render(), frames[-1])
+
+
+def test_vector_reset_takes_the_single_envs_context_option(lane_bundle: Path) -> None:
+    venv = DreamVectorEnv(2, bundle=lane_bundle)
+    env = DreamEnv(lane_bundle)
+    obs, info = venv.reset(seed=0, options={"context": 3})
+    assert list(info["context"]) == [3, 3]
+    assert np.array_equal(obs[0], env.reset(seed=0, options={"context": 3})[0])
+    _, info = venv.reset(seed=0, options={"context": np.array([1, 2])})
+    assert list(info["context"]) == [1, 2]
+    with pytest.raises(ValueError, match=r"options\['context'\] must be an index"):
+        venv.reset(options={"context": 10_000})
+    with pytest.raises(ValueError, match=r"unknown reset option\(s\) \['frames'\]"):
+        venv.reset(options={"frames": obs})
 
 
 @pytest.fixture(scope="module")
@@ -269,6 +293,11 @@ def test_same_step_autoreset_and_sb3_adapter(lane_bundle: Path) -> None:
     assert len(venv.get_images()) == 3
     with pytest.raises(ValueError, match="applies to all envs"):
         venv.set_attr("render_mode", "rgb_array", indices=[0])
+    with pytest.raises(ValueError, match="applies to all envs"):
+        venv.env_method("reset", indices=[1])
+    venv.set_options({"context": 4})  # SB3's per-env reset options reach the dream envs
+    venv.reset()
+    assert [info["context"] for info in venv.reset_infos] == [4, 4, 4]
 
 
 def test_sb3_ppo_trains_on_the_vec_env(lane_bundle: Path) -> None:
