@@ -39,7 +39,7 @@ from gymnasium import spaces
 from torch import nn
 
 from agents.obs_encoders import check_obs_space, make_encoder, obs_to_tensor
-from data_collection.policies import Policy
+from data_collection.policies import Policy, check_action_space
 from world_models.action_encoder import spec_to_space
 from world_models.checkpoint import load_weights, read_json, save_tensors, write_json
 
@@ -328,9 +328,16 @@ def load_diffusion_policy(
             "dreamgym train-policy --algo diffusion"
         )
     meta = read_json(folder / "config.json")
-    if meta.get("kind") != POLICY_KIND:
-        raise ValueError(f"{folder} holds a {meta.get('kind')!r}, not a {POLICY_KIND}")
-    policy = DiffusionPolicy(DiffusionPolicyConfig(**meta["config"]))
+    if not isinstance(meta, dict) or meta.get("kind") != POLICY_KIND:
+        kind = meta.get("kind") if isinstance(meta, dict) else None
+        raise ValueError(f"{folder} holds a {kind!r}, not a {POLICY_KIND}")
+    try:
+        policy = DiffusionPolicy(DiffusionPolicyConfig(**meta["config"]))
+    except (KeyError, TypeError) as err:
+        raise ValueError(
+            f"{folder / 'config.json'} is not a valid {POLICY_KIND} config ({err}); train the "
+            "policy again with dreamgym train-policy --algo diffusion"
+        ) from err
     load_weights(policy, folder / "model.safetensors")
     return policy.to(device).eval()
 
@@ -360,6 +367,7 @@ class DiffusionAgent(Policy):
         if env is not None:
             name = env.spec.id if env.spec else type(env.unwrapped).__name__
             check_obs_space(self.policy.config.obs_spec, env.observation_space, name)
+            check_action_space(spec_to_space(self.policy.config.action_spec), env)
         self.env = env
         self.queue = []
         self.generator.manual_seed(0 if seed is None else seed)

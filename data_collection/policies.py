@@ -36,6 +36,16 @@ class Policy:
         raise NotImplementedError
 
 
+def check_action_space(trained_for: gym.Space, env: gym.Env) -> None:
+    """Raise a clear error unless an agent trained to act in `trained_for` can act in `env`."""
+    if trained_for != env.action_space:
+        name = env.spec.id if env.spec else type(env.unwrapped).__name__
+        raise ValueError(
+            f"this agent acts in {trained_for} but {name} acts in {env.action_space}: score it "
+            "in the env it was trained for"
+        )
+
+
 class RandomPolicy(Policy):
     """Uniform samples from the action space, seeded per episode."""
 

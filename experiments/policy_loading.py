@@ -8,7 +8,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from data_collection.policies import POLICY_KINDS, Policy, make_policy
+from data_collection.policies import POLICY_KINDS, Policy, check_action_space, make_policy
 
 
 class SB3Policy(Policy):
@@ -26,6 +26,7 @@ class SB3Policy(Policy):
 
     def reset(self, env: gym.Env, seed: int | None = None) -> None:
         super().reset(env, seed)
+        check_action_space(self.model.action_space, env)
         frames, rest = divmod(
             int(np.prod(self.model.observation_space.shape)),
             int(np.prod(env.observation_space.shape)),
@@ -72,10 +73,19 @@ def load_policy(spec: str, env_id: str) -> Policy:
             f"--policy must be one of {POLICY_KINDS}, diffusion:FOLDER or ALGO:PATH with ALGO in "
             f"{SB3_ALGOS}, got {spec!r}"
         )
+    if not Path(path).is_file() and Path(f"{path}.zip").is_file():
+        path = f"{path}.zip"  # SB3 saves agent.zip for `save("agent")`
     if not Path(path).is_file():
         raise FileNotFoundError(
             f"saved agent {path} not found; train one with dreamgym train-policy"
         )
     import stable_baselines3
 
-    return SB3Policy(getattr(stable_baselines3, algo.upper()).load(path, device="cpu"))
+    try:
+        model = getattr(stable_baselines3, algo.upper()).load(path, device="cpu")
+    except Exception as err:  # SB3 raises many kinds for a file it cannot read
+        raise ValueError(
+            f"{path} is not a saved {algo.upper()} agent ({type(err).__name__}: {err}); "
+            "check ALGO in --policy ALGO:PATH"
+        ) from err
+    return SB3Policy(model)

@@ -140,6 +140,7 @@ class RecordingModel:
 
     def __init__(self, observation_space: spaces.Space) -> None:
         self.observation_space = observation_space
+        self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)  # Moving MNIST's
         self.seen: list[np.ndarray] = []
 
     def predict(self, obs, deterministic=True):
@@ -173,6 +174,8 @@ def test_scoring_a_frame_stacked_agent_shows_it_the_stack_training_showed():
     wrong = SB3Policy(RecordingModel(spaces.Box(0, 255, (16, 16, 2), np.uint8)))
     with pytest.raises(ValueError, match="not a stack of this env's"):
         wrong.reset(gym.make("MovingMNIST-v0", image_size=32), seed=0)
+    with pytest.raises(ValueError, match=r"acts in Box.*but LaneSim-v0 acts in MultiDiscrete"):
+        policy.reset(gym.make("LaneSim-v0"), seed=0)
 
 
 def test_frame_stack_setting_is_recorded_checked_on_resume_and_needs_images(bundle, tmp_path):
@@ -316,6 +319,14 @@ def test_load_policy_accepts_diffusion_folder(tmp_path):
     assert ACTIONS.contains(int(agent.act(np.zeros(IMAGE.shape, np.uint8))))
     with pytest.raises(FileNotFoundError, match="train-policy"):
         load_policy(f"diffusion:{tmp_path / 'missing'}", "Dream-v0")
+    config = json.loads((folder / "config.json").read_text())
+    config["config"]["bogus_field"] = 1
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="not a valid .*bogus_field"):
+        load_policy(f"diffusion:{folder}", "Dream-v0")
+    (tmp_path / "agent.zip").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match=r"agent.zip is not a saved PPO agent"):
+        load_policy(f"ppo:{tmp_path / 'agent'}", "LaneSim-v0")  # ".zip" may be left out
 
 
 def test_sampling_agent_draws_varied_actions(tmp_path):
