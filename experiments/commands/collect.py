@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from experiments.arg_types import positive_int
+
 NAME = "collect"
 HELP = "record episodes of an expert, random or noisy policy as a Minari dataset"
 
@@ -13,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--policy", required=True, choices=("expert", "random", "noisy"), help="who acts"
     )
-    parser.add_argument("--episodes", type=int, required=True, help="number of episodes")
+    parser.add_argument("--episodes", type=positive_int, required=True, help="number of episodes")
     parser.add_argument("--dataset-id", required=True, help="Minari id, e.g. doorkey/expert-v0")
     parser.add_argument(
         "--data-dir",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from experiments.arg_types import positive_int
+
 NAME = "compare"
 HELP = "Run one action sequence in a real env and in a dream env from the same start frame."
 
@@ -12,7 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("real_id", help="real env id, e.g. LaneSim-v0")
     parser.add_argument("dream_id", help="dream env id, e.g. Dream-League-v0")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=32, help="steps to compare (default 32)")
+    parser.add_argument(
+        "--steps", type=positive_int, default=32, help="steps to compare (default 32)"
+    )
     parser.add_argument(
         "--policy", default="expert", help="policy acting in the real env: expert, random, noisy"
     )

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+from experiments.arg_types import positive_int
+
 NAME = "demo"
 HELP = (
     "The main job: the DoorKey pipeline (config doorkey-cpu, about 30 min on 2 cores), then a "
@@ -27,12 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--new", action="store_true", help="start a new run folder even if one is unfinished"
     )
     parser.add_argument(
-        "--ppo-steps", type=int, default=2048, help="PPO steps in Dream-League-v0 (default 2048)"
+        "--ppo-steps",
+        type=positive_int,
+        default=2048,
+        help="PPO steps in Dream-League-v0 (default 2048)",
     )
     parser.add_argument(
-        "--episodes", type=int, default=3, help="LaneSim-v0 episodes scoring that agent"
+        "--episodes", type=positive_int, default=3, help="LaneSim-v0 episodes scoring that agent"
     )
-    parser.add_argument("--threads", type=int, help="CPU threads for torch")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads for torch")
 
 
 def run(args: argparse.Namespace) -> int:

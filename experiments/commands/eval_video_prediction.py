@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from experiments.arg_types import positive_int
+
 NAME = "eval-video-prediction"
 HELP = "Score the masked video model on Moving MNIST per horizon beside hold-last-frame."
 
@@ -19,10 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bundle", help="a Dreamer-style bundle (tokenizer + dynamics) to score in the same run"
     )
-    parser.add_argument("--sequences", type=int, default=256, help="sequences per source")
-    parser.add_argument("--context", type=int, default=10, help="frames in (default 10)")
-    parser.add_argument("--horizon", type=int, default=10, help="frames out (default 10)")
-    parser.add_argument("--num-steps", type=int, help="decoding steps K (default: the model's)")
+    parser.add_argument("--sequences", type=positive_int, default=256, help="sequences per source")
+    parser.add_argument("--context", type=positive_int, default=10, help="frames in (default 10)")
+    parser.add_argument("--horizon", type=positive_int, default=10, help="frames out (default 10)")
+    parser.add_argument(
+        "--num-steps", type=positive_int, help="decoding steps K (default: the model's)"
+    )
     parser.add_argument("--temperature", type=float, help="initial sampling temperature")
     parser.add_argument("--confidence-noise", type=float, help="initial Gumbel confidence noise")
     parser.add_argument("--guidance", type=float, help="classifier-free guidance weight w")
@@ -36,8 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="score at this frame size (e.g. 64, the published protocol; default: the model's)",
     )
-    parser.add_argument("--batch-size", type=int, default=64, help="sequences per forward pass")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=64, help="sequences per forward pass"
+    )
+    parser.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="report folder (default: <model>/video_prediction)")

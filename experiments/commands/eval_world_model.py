@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from experiments.arg_types import positive_int
 from world_models.perceptual import BACKENDS
 from world_models.runs import new_run_dir
 
@@ -17,12 +18,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", required=True, help="bundle folder")
     parser.add_argument("--dataset", required=True, help="Minari dataset id (held-out episodes)")
     parser.add_argument("--data-dir", help="Minari datasets root (default: MINARI_DATASETS_PATH)")
-    parser.add_argument("--context", type=int, default=4, help="real context frames (default 4)")
-    parser.add_argument("--horizon", type=int, default=16, help="imagined frames (default 16)")
-    parser.add_argument("--windows", type=int, default=64, help="held-out windows (default 64)")
+    parser.add_argument(
+        "--context", type=positive_int, default=4, help="real context frames (default 4)"
+    )
+    parser.add_argument(
+        "--horizon", type=positive_int, default=16, help="imagined frames (default 16)"
+    )
+    parser.add_argument(
+        "--windows", type=positive_int, default=64, help="held-out windows (default 64)"
+    )
     parser.add_argument(
         "--num-steps",
-        type=int,
+        type=positive_int,
         nargs="+",
         default=[4],
         help="shortcut steps K to compare, e.g. 4 64",

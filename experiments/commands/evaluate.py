@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from experiments.arg_types import positive_int
+
 NAME = "evaluate"
 HELP = "Score a policy in a real env: success rate / return with 95% CI, best and worst videos"
 
@@ -17,11 +19,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--env", required=True, help="real env id, e.g. MiniGridPixels-DoorKey-8x8-v0"
     )
-    parser.add_argument("--episodes", type=int, default=100, help="number of seeded episodes")
-    parser.add_argument("--seed", type=int, default=None, help="episode i uses seed + i")
-    parser.add_argument("--max-steps", type=int, help="cut episodes after this many steps")
     parser.add_argument(
-        "--execute", type=int, help="diffusion: actions executed per chunk before replanning"
+        "--episodes", type=positive_int, default=100, help="number of seeded episodes"
+    )
+    parser.add_argument("--seed", type=int, default=None, help="episode i uses seed + i")
+    parser.add_argument("--max-steps", type=positive_int, help="cut episodes after this many steps")
+    parser.add_argument(
+        "--execute",
+        type=positive_int,
+        help="diffusion: actions executed per chunk before replanning",
     )
     parser.add_argument(
         "--temperature",
@@ -33,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", help="folder for results.json and videos (default: runs/evaluate/<time>)"
     )
     parser.add_argument("--device", default="cpu", help="torch device for the policy")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads for torch")
 
 
 def run(args: argparse.Namespace) -> int:

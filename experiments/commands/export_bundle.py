@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from experiments.arg_types import positive_int
+
 NAME = "export-bundle"
 HELP = "Pack a trained tokenizer + dynamics model + real start contexts into a bundle folder."
 
@@ -20,8 +22,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, help="dataset to take start contexts from")
     parser.add_argument("--data-dir", help="Minari datasets root (default: MINARI_DATASETS_PATH)")
     parser.add_argument("--out", required=True, help="bundle folder to write")
-    parser.add_argument("--contexts", type=int, default=64, help="number of start contexts")
-    parser.add_argument("--context-length", type=int, default=1, help="frames per start context")
+    parser.add_argument(
+        "--contexts", type=positive_int, default=64, help="number of start contexts"
+    )
+    parser.add_argument(
+        "--context-length", type=positive_int, default=1, help="frames per start context"
+    )
     parser.add_argument(
         "--contexts-from",
         choices=("start", "anywhere"),
@@ -30,8 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "windows from every point of the episodes (for a dream horizon shorter than a real "
         "episode, e.g. LaneSim: imagination then starts where the action is)",
     )
-    parser.add_argument("--horizon", type=int, default=200, help="dream episode length")
-    parser.add_argument("--num-steps", type=int, default=4, help="shortcut steps K per frame")
+    parser.add_argument("--horizon", type=positive_int, default=200, help="dream episode length")
+    parser.add_argument(
+        "--num-steps", type=positive_int, default=4, help="shortcut steps K per frame"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,8 +54,6 @@ def run(args: argparse.Namespace) -> int:
     from world_models.bundle import BundleError, save_bundle, start_contexts
     from world_models.runs import load_trained
 
-    if min(args.contexts, args.context_length, args.horizon) < 1:
-        raise ValueError("--contexts, --context-length and --horizon must be >= 1")
     view = SequenceView(args.dataset, data_dir=args.data_dir)
     view.require_images("a bundle")
     out = Path(args.out)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from experiments.arg_types import positive_int
+
 NAME = "ingest-video"
 HELP = "turn a gameplay video or frame folder (+ optional labels) into a LaneSim-style dataset"
 
@@ -23,7 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="frame rate of a frame folder (default: --fps); overrides a video's own",
     )
-    parser.add_argument("--size", type=int, default=64, help="output image side (default 64)")
+    parser.add_argument(
+        "--size", type=positive_int, default=64, help="output image side (default 64)"
+    )
     parser.add_argument(
         "--resize", choices=("squash", "letterbox"), default="squash", help="how to fit frames"
     )

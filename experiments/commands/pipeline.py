@@ -9,6 +9,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from experiments.arg_types import positive_int
 from experiments.pipeline_stages import STAGE_NAMES
 
 NAME = "pipeline"
@@ -43,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="rerun this stage and every later one",
     )
     parser.add_argument("--device", help="torch device for evaluation, dreams and SB3 agents")
-    parser.add_argument("--threads", type=int, help="CPU threads for torch")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads for torch")
 
 
 def execute(config: dict[str, Any], run_dir: Path, start: str | None = None) -> bool:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from experiments.arg_types import positive_int
+
 NAME = "play"
 HELP = "Record a rollout (video + returns) of a random or expert policy in any env, real or dream."
 
@@ -16,10 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="random, expert (real envs only: it reads the true state), or ALGO:PATH of a saved "
         "SB3 agent, e.g. ppo:runs/agent.zip",
     )
-    parser.add_argument("--steps", type=int, default=200, help="steps to record (default 200)")
+    parser.add_argument(
+        "--steps", type=positive_int, default=200, help="steps to record (default 200)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="play.mp4", help="video path (.mp4 or .gif)")
-    parser.add_argument("--fps", type=int, default=10)
+    parser.add_argument("--fps", type=positive_int, default=10)
     parser.add_argument(
         "--env-kwarg",
         action="append",
