@@ -303,7 +303,7 @@ def test_bad_eval_and_export_input_is_a_clear_error(trained, tmp_path, capsys):
     err = run_cli_error(
         capsys, "eval-world-model", *common, data, "--dataset", "test/empty-v0", "--windows", "0"
     )
-    assert "--windows must be >= 1" in err
+    assert "argument --windows: must be >= 1, got 0" in err
     out = tmp_path / "bundle"
     export = ("export-bundle", "--tokenizer", tok, "--dynamics", dyn, "--out", out)
     err = run_cli_error(
