@@ -93,8 +93,8 @@ def parse_label(obj: object, where: str) -> FrameLabel:
         move = (float(x), float(y))
     keys = obj.get("keys", {})
     if isinstance(keys, list):
-        bad = [k for k in keys if k not in KEY_NAMES]
-        pressed = set(keys)
+        bad = [k for k in keys if not isinstance(k, str) or k not in KEY_NAMES]
+        pressed = {k for k in keys if isinstance(k, str)}
     elif isinstance(keys, dict):
         bad = [k for k in keys if k not in KEY_NAMES]
         bad += [f"{k}={v!r}" for k, v in keys.items() if not isinstance(v, bool)]
@@ -227,6 +227,11 @@ def _folder_frames(files: list[Path]) -> Iterator[np.ndarray]:
     for file in files:
         try:
             with Image.open(file) as image:
+                if image.mode.startswith("I") or image.mode == "F":  # 16/32-bit or float
+                    raise ValueError(
+                        f"frame {file} has {image.mode!r} pixels; save 8-bit frames "
+                        "(RGB, RGBA, L or P)"
+                    )
                 frame = np.asarray(image.convert("RGB"))
         except (OSError, UnidentifiedImageError) as err:
             raise ValueError(f"cannot read frame {file}: {err}") from None

@@ -194,6 +194,12 @@ def test_bad_videos_are_refused(rollout, tmp_path):
         ingest_video(avi, "bad/video-v0", data_dir=out, progress=False)
     with pytest.raises(FileNotFoundError):
         ingest_video(tmp_path / "missing.mp4", "bad/video-v0", data_dir=out, progress=False)
+    deep = tmp_path / "deep"  # 16-bit frames would whiten in an 8-bit conversion
+    deep.mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((8, 8), 40000, np.uint16)).save(deep / f"{i}.png")
+    with pytest.raises(ValueError, match="pixels; save 8-bit frames"):
+        ingest_video(deep, "bad/video-v0", data_dir=out, progress=False)
     assert _no_dataset_left(tmp_path)
 
 
@@ -207,6 +213,7 @@ def test_bad_videos_are_refused(rollout, tmp_path):
             "line 5: 'move'.*out of range",
         ),
         (7, {"move": None, "keys": ["f"], "gold": 0, "health": 1}, "line 7: bad keys"),
+        (4, {"move": None, "keys": [["q"]], "gold": 0, "health": 1}, "line 4: bad keys"),
         (2, {"move": None, "keys": {}, "gold": 0}, "line 2: missing 'health'"),
         (None, None, "has 400 labels but .* has 401 frames"),
     ],
