@@ -348,3 +348,28 @@ def test_tiny_overfit_loss_decreases() -> None:
         dynamics_losses.append(metrics["dynamics_loss"].item())
     assert sum(losses[-10:]) < 0.5 * sum(losses[:10])
     assert sum(dynamics_losses[-10:]) < 0.7 * sum(dynamics_losses[:10])
+
+
+def test_imagine_uses_the_no_action_embedding_where_actions_are_unknown() -> None:
+    from world_models.tokenizer_cnn import CNNTokenizer, CNNTokenizerConfig
+    from world_models.world_model import WorldModel
+
+    side = 4 * int(N**0.5)  # two downsamples: an (N ** 0.5)^2 grid of latents
+    torch.manual_seed(0)
+    tok = CNNTokenizer(
+        CNNTokenizerConfig(image_size=side, base_channels=8, num_downsamples=2, latent_dim=D)
+    ).eval()
+    wm = WorldModel(tok, make_model(), num_steps=1)
+    obs = torch.randint(0, 256, (1, 3, side, side, 3), dtype=torch.uint8)
+    action = torch.tensor([[0, 1, 2]])
+    known = torch.tensor([[False, True, True]])
+    unknown = torch.tensor([[False, True, False]])
+
+    def dream(labeled: torch.Tensor) -> torch.Tensor:
+        return wm.imagine(obs, action, labeled, 2, torch.Generator().manual_seed(3)).frame
+
+    g = torch.Generator().manual_seed(3)
+    state, _ = wm.start(obs[:, :2], action[:, :2], known[:, :2], g)
+    hidden = wm.step(state, action[:, 2], g, labeled=torch.tensor([False]))[1]
+    assert torch.allclose(dream(unknown), wm.decode(hidden)[:, None])
+    assert not torch.allclose(dream(unknown), dream(known))

@@ -139,21 +139,27 @@ class MaskedVideoWorldModel(BaseWorldModel):
 
     @torch.no_grad()
     def step(
-        self, state: MaskedVideoState, action: torch.Tensor, generator: Generators = None
+        self,
+        state: MaskedVideoState,
+        action: torch.Tensor,
+        generator: Generators = None,
+        labeled: torch.Tensor | None = None,
     ) -> tuple[MaskedVideoState, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Decode the frame each row's action (B, ...) leads to (generator: one, or one per
-        row). Returns (state, tokens (B, N, P), reward (B,) = 0, continue probability (B,) = 1):
-        the model predicts neither."""
+        row; labeled (B,): False where the action is unknown, None: all known). Returns
+        (state, tokens (B, N, P), reward (B,) = 0, continue probability (B,) = 1): the model
+        predicts neither."""
         b = state.batch_size
         if action.shape[0] != b:
             raise ValueError(f"state holds {b} rollouts but got {action.shape[0]} actions")
         c, device = self.model.config, state.groups[0].tokens.device
         shape = (b, c.tokens_per_frame, c.pixels_per_token)
         tokens = torch.empty(shape, dtype=torch.long, device=device)
+        known = torch.ones(b, dtype=torch.bool, device=device) if labeled is None else labeled
         groups = []
         for rows, group in zip(state.rows, state.groups, strict=True):
             act = action[rows]
-            labeled = torch.ones(len(rows), dtype=torch.bool, device=device)
+            labeled = known[rows].to(device)
             rng = generator
             if generator is not None and not isinstance(generator, torch.Generator):
                 rng = [generator[i] for i in rows.tolist()]

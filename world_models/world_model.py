@@ -53,10 +53,15 @@ class BaseWorldModel(nn.Module):
         raise NotImplementedError
 
     def step(
-        self, state: Any, action: torch.Tensor, generator: Generators = None
+        self,
+        state: Any,
+        action: torch.Tensor,
+        generator: Generators = None,
+        labeled: torch.Tensor | None = None,
     ) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Imagine the frame each row's action (B, ...) leads to. Returns (state, latents (B,
-        ...), reward (B,), continue probability (B,))."""
+        """Imagine the frame each row's action (B, ...) leads to; labeled (B,) bool, False
+        where the action is unknown (None: all known). Returns (state, latents (B, ...), reward
+        (B,), continue probability (B,))."""
         raise NotImplementedError
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
@@ -73,13 +78,14 @@ class BaseWorldModel(nn.Module):
         generator: Generators = None,
     ) -> Imagined:
         """Open-loop rollout: the first `context` steps of a real window are given, the rest are
-        imagined from its actions. Returns (B, T - context, ...) frames, rewards, continues."""
+        imagined from its actions (the no-action embedding where `labeled` is False). Returns
+        (B, T - context, ...) frames, rewards, continues."""
         state, _ = self.start(
             obs[:, :context], action[:, :context], labeled[:, :context], generator
         )
         frames, rewards, conts = [], [], []
         for t in range(context, obs.shape[1]):
-            state, latents, reward, cont = self.step(state, action[:, t], generator)
+            state, latents, reward, cont = self.step(state, action[:, t], generator, labeled[:, t])
             frames.append(self.decode(latents))
             rewards.append(reward)
             conts.append(cont)
@@ -113,12 +119,17 @@ class WorldModel(BaseWorldModel):
 
     @torch.no_grad()
     def step(
-        self, state: Any, action: torch.Tensor, generator: Generators = None
+        self,
+        state: Any,
+        action: torch.Tensor,
+        generator: Generators = None,
+        labeled: torch.Tensor | None = None,
     ) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Imagine the frame each row's action (B, ...) leads to, with K shortcut steps.
-        Returns (state, latents (B, N, D), reward (B,), continue probability (B,))."""
+        """Imagine the frame each row's action (B, ...) leads to, with K shortcut steps
+        (labeled (B,): False uses the no-action embedding). Returns (state, latents (B, N, D),
+        reward (B,), continue probability (B,))."""
         latents, reward, cont, state = self.dynamics.step(
-            state, action, num_steps=self.num_steps, generator=generator
+            state, action, num_steps=self.num_steps, generator=generator, labeled=labeled
         )
         return state, latents, reward, cont
 
