@@ -187,3 +187,56 @@ def test_overrides_are_checked():
 def test_bad_training_settings_are_named(bad, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(**bad)
+
+
+def _ddp_worker(rank: int, world: int, port: int, run_dir: str, steps: int, resume: bool, out):
+    """One process of a 2-process CPU (gloo) run; puts (rank, the x of every batch) on `out`."""
+    import os
+
+    import torch.distributed as dist
+
+    os.environ.update(
+        WORLD_SIZE=str(world), RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
+    seen = []
+
+    def sample(batch_size, seq_len, rng):
+        batch = sampler(batch_size, seq_len, rng)
+        seen.append(batch["x"][0, 0].item())
+        return batch
+
+    trainer = make_trainer(run_dir, steps, sample)
+    if resume:
+        assert trainer.resume()
+    trainer.fit()
+    out.put((rank, seen))
+    dist.destroy_process_group()
+
+
+def _run_ddp(run_dir, steps: int, resume: bool) -> dict[int, list[float]]:
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    args = (2, port, str(run_dir), steps, resume, out)
+    procs = [ctx.Process(target=_ddp_worker, args=(rank, *args)) for rank in range(2)]
+    for p in procs:
+        p.start()
+    seen = dict(out.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    return seen
+
+
+def test_multi_process_resume_gives_each_rank_back_its_own_batches(tmp_path):
+    whole = _run_ddp(tmp_path / "whole", steps=10, resume=False)
+    _run_ddp(tmp_path / "cut", steps=5, resume=False)  # checkpoint at step 5
+    resumed = _run_ddp(tmp_path / "cut", steps=10, resume=True)
+    assert resumed[0] != resumed[1]  # the ranks still draw different batches
+    assert resumed[0] == whole[0][5:] and resumed[1] == whole[1][5:]

@@ -145,35 +145,56 @@ class Trainer:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def _state(self) -> dict[str, Any]:
+    def _rng_state(self) -> dict[str, Any]:
+        """This process's random streams: the batch sampler's, torch's CPU and CUDA ones."""
         state = {
-            "train_config": asdict(self.cfg),
             "numpy_rng": self.rng.bit_generator.state,
             "torch_rng": torch.get_rng_state().tolist(),
-            **self.extra_state,
         }
-        if torch.cuda.is_available():
-            state["cuda_rng"] = [s.tolist() for s in torch.cuda.get_rng_state_all()]
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device).tolist()
         return state
 
+    def _set_rng_state(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["numpy_rng"]
+        torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(
+                torch.tensor(state["cuda_rng"], dtype=torch.uint8), self.device
+            )
+
+    def _state(self) -> dict[str, Any]:
+        """The JSON state of a checkpoint, with every process's random streams (a collective
+        call under torchrun: every rank takes part)."""
+        rngs: list[Any] = [self._rng_state()]
+        if self.world > 1:
+            rngs = [None] * self.world
+            dist.all_gather_object(rngs, self._rng_state())
+        return {"train_config": asdict(self.cfg), "rank_rngs": rngs, **self.extra_state}
+
     def resume(self) -> bool:
-        """Continue from the run's latest checkpoint; False when there is none."""
+        """Continue from the run's latest checkpoint; False when there is none. Each process
+        gets back its own random streams (fresh ones, from the seed, rank and step, when the
+        run had another number of processes)."""
         folder = latest_checkpoint(self.run_dir)
         if folder is None:
             return False
         state = load_checkpoint(folder, self.objective, self.optimizer)
         self.step = int(state["step"])
-        self.rng.bit_generator.state = state["numpy_rng"]
-        torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
-        if "cuda_rng" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(
-                [torch.tensor(s, dtype=torch.uint8) for s in state["cuda_rng"]]
-            )
+        # checkpoints before per-rank streams held one process's at the top level
+        rngs = state.get("rank_rngs") or [{k: state[k] for k in ("numpy_rng", "torch_rng")}]
+        if len(rngs) == self.world:
+            self._set_rng_state(rngs[self.rank])
+        else:
+            self.rng = np.random.default_rng([self.cfg.seed, self.rank, self.step])
+            torch.manual_seed(int(self.rng.integers(2**62)))
         return True
 
     def save(self) -> None:
+        """Checkpoint (atomically, from the main process; every process calls it)."""
+        state = self._state()
         if self.is_main:
-            save_checkpoint(self.run_dir, self.step, self.objective, self.optimizer, self._state())
+            save_checkpoint(self.run_dir, self.step, self.objective, self.optimizer, state)
 
     def _train_step(self, batch: Batch) -> dict[str, float]:
         for group in self.optimizer.param_groups:
@@ -181,7 +202,10 @@ class Trainer:
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
         with autocast:
             loss, metrics = self.model(batch)
-        if not torch.isfinite(loss):
+        bad = torch.tensor(float(not torch.isfinite(loss)), device=self.device)
+        if self.world > 1:  # every process stops, not only the one whose loss blew up
+            dist.all_reduce(bad)
+        if bad.item():
             raise FloatingPointError(f"loss is {loss.item()} at step {self.step}; lower --lr")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
