@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -130,13 +131,23 @@ def train_dynamics(
     train_view = SequenceView(dataset_id, data_dir=data_dir, episodes=train_ids)
 
     dynamics = build_model(settings["model"])
+    train_cfg = TrainConfig(**settings["train"])
+    longest = max(train_cfg.seq_len, train_cfg.long_seq_len)
+    if dynamics.config.context_length >= longest:
+        warnings.warn(
+            f"context_length={dynamics.config.context_length} lets a dreamed frame attend "
+            f"{dynamics.config.context_length} frames back, but the longest training window "
+            f"({longest} frames) shows at most {longest - 1}: set --set "
+            f"context_length={longest - 1}, or train with --long-seq-len",
+            stacklevel=2,
+        )
     if settings.get("init_from") and latest_checkpoint(run_dir) is None:
         load_initial_weights(dynamics, settings["init_from"], "dynamics")
     objective = DynamicsObjective(tokenizer, dynamics)
     trainer = Trainer(
         objective,
         train_view.sample,
-        TrainConfig(**settings["train"]),
+        train_cfg,
         run_dir,
         visualize=show_dreams,
     )
