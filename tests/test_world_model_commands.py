@@ -4,6 +4,7 @@ train-dynamics (writes a bundle) -> eval-world-model / export-bundle -> a dream 
 from __future__ import annotations
 
 import json
+import shutil
 
 import gymnasium as gym
 import numpy as np
@@ -304,6 +305,25 @@ def test_bad_eval_and_export_input_is_a_clear_error(trained, tmp_path, capsys):
         capsys, "eval-world-model", *common, data, "--dataset", "test/empty-v0", "--windows", "0"
     )
     assert "argument --windows: must be >= 1, got 0" in err
+    recorded = json.loads((dyn / "bundle" / "config.json").read_text())["training"]
+    assert recorded == {"dataset_id": "test/empty-v0", "holdout": 0.1}
+    every = tmp_path / "every"  # a bundle whose dynamics saw every episode
+    shutil.copytree(dyn / "bundle", every)
+    config = json.loads((every / "config.json").read_text())
+    config["training"]["holdout"] = 0.0
+    (every / "config.json").write_text(json.dumps(config))
+    err = run_cli_error(
+        capsys,
+        "eval-world-model",
+        "--bundle",
+        every,
+        "--data-dir",
+        data,
+        "--dataset",
+        "test/empty-v0",
+    )
+    assert "no held-out episodes" in err
+    shutil.rmtree(every)
     out = tmp_path / "bundle"
     export = ("export-bundle", "--tokenizer", tok, "--dynamics", dyn, "--out", out)
     err = run_cli_error(

@@ -90,8 +90,11 @@ def save_bundle(
     contexts: dict[str, np.ndarray],
     sampling: dict[str, Any] | None = None,
     horizon: int = 200,
+    training: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a bundle folder, complete or not at all (built beside it, then renamed)."""
+    """Write a bundle folder, complete or not at all (built beside it, then renamed).
+    `training`: what the dynamics learned from ({"dataset_id", "holdout"}), so evaluations
+    hold out the same episodes."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -113,6 +116,7 @@ def save_bundle(
             "models": {name: model_spec(model) for name, model in models.items()},
             "sampling": sampling or {},
             "horizon": horizon,
+            **({"training": training} if training else {}),
         },
     )
     shutil.rmtree(path, ignore_errors=True)

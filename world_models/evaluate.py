@@ -74,13 +74,15 @@ def evaluate_world_model(
     horizon: int = 16,
     windows: int = 64,
     num_steps: tuple[int, ...] = (4,),
-    holdout: float = 0.1,
+    holdout: float | None = None,
     device: str = "cpu",
     seed: int = 0,
     perceptual_backend: str = "stlpips",
 ) -> dict[str, Any]:
     """Per-horizon PSNR/SSIM/perceptual distance of dream vs hold-last-frame, and head
-    accuracies, as a dict. perceptual_backend: "stlpips" (offline), "lpips" or "none" (skip)."""
+    accuracies, as a dict. perceptual_backend: "stlpips" (offline), "lpips" or "none" (skip).
+    holdout: the share of episodes held out (None: the one the bundle's dynamics trained with
+    when it trained on `dataset_id`, else 0.1)."""
     for name, value in (("context", context), ("horizon", horizon), ("windows", windows)):
         if value < 1:
             raise ValueError(f"--{name} must be >= 1, got {value}")
@@ -88,6 +90,14 @@ def evaluate_world_model(
     full = SequenceView(dataset_id, data_dir=data_dir)
     full.require_images("eval-world-model")
     bundle.check_spaces(f"dataset {dataset_id}", full.observation_space, full.action_space)
+    trained = bundle.config.get("training", {})
+    if holdout is None:
+        holdout = trained["holdout"] if trained.get("dataset_id") == dataset_id else 0.1
+    if trained.get("dataset_id") == dataset_id and trained.get("holdout") == 0:
+        raise ValueError(
+            f"the bundle's dynamics trained on every episode of {dataset_id}: there are no "
+            "held-out episodes to score; evaluate on another dataset of the same env"
+        )
     _, test_ids = split_episodes(full.num_episodes, holdout, seed=0)
     view = SequenceView(dataset_id, data_dir=data_dir, episodes=test_ids or None)
     batch = _windows(view, windows, context + horizon, seed)

@@ -166,5 +166,6 @@ def train_dynamics(
             contexts=start_contexts(train_view, count=64, length=settings["context_length"]),
             sampling={"num_steps": 4},
             horizon=settings["horizon"],
+            training={"dataset_id": dataset_id, "holdout": settings["holdout"]},
         )
     return bundle
