@@ -105,7 +105,10 @@ def shortcut_target(
 
     Frames with d = 1 / k_max get the clean data x; the others the bootstrap x_target. The two
     teacher passes run over whole sequences: frames that do not bootstrap keep their (z, tau, d)
-    in both passes, so they are unchanged context for the others.
+    in both passes, so they are unchanged context for the others. Bootstrapping frames all take
+    their half step together, so in the second pass a frame's earlier bootstrapping frames are
+    half a step cleaner than the student saw them: the price of two passes per sequence rather
+    than two per frame.
     """
     boot = d > 1.0 / k_max * 1.5
     if not bool(boot.any()):
