@@ -10,7 +10,7 @@ from experiments.arg_types import positive_int
 
 NAME = "demo"
 HELP = (
-    "The main job: the DoorKey pipeline (config doorkey-cpu, about 30 min on 2 cores), then a "
+    "The main job: the DoorKey pipeline (config doorkey-cpu, 20-30 min on 2 cores), then a "
     "short PPO run in the shipped Dream-League-v0."
 )
 
