@@ -126,6 +126,9 @@ def test_run_folder_is_not_restarted_by_accident(tmp_path):
         prepare_run(tmp_path, {"a": 1}, resume=False)
     with pytest.raises(FileNotFoundError, match="run.json"):
         prepare_run(tmp_path / "other", {}, resume=True)
+    died = tmp_path / "died"  # killed while writing its first checkpoint: nothing to resume
+    (died / "checkpoints" / ".step-00000005.tmp").mkdir(parents=True)
+    prepare_run(died, {"a": 1}, resume=False)
     sb3 = tmp_path / "sb3"  # SB3 runs keep checkpoints/latest.zip, not checkpoints/latest
     (sb3 / "checkpoints").mkdir(parents=True)
     (sb3 / "checkpoints" / "latest.zip").write_bytes(b"zip")

@@ -115,9 +115,10 @@ def prepare_run(
 
 
 def has_checkpoints(run_dir: str | os.PathLike) -> bool:
-    """Whether `run_dir/checkpoints/` holds anything (any trainer's checkpoints)."""
+    """Whether `run_dir/checkpoints/` holds any trainer's checkpoints (not just the hidden
+    temporary folder of one that was being written when the run died)."""
     folder = Path(run_dir) / "checkpoints"
-    return folder.is_dir() and any(folder.iterdir())
+    return folder.is_dir() and any(not p.name.startswith(".") for p in folder.iterdir())
 
 
 def _lookup(settings: dict[str, Any], path: tuple[str, ...]) -> Any:
