@@ -41,3 +41,7 @@ $D collect --env LaneSim-v0 --policy expert --episodes 100 --dataset-id dreamgym
 $D export-bundle --tokenizer runs/lane-flow2/bundle --dynamics runs/lane-flow2/bundle \
   --dataset dreamgym/lanesim-expert-v0 --out runs/league-anywhere --contexts 64 \
   --context-length 4 --contexts-from anywhere
+# The shipped bundle then reads at most 7 past frames: "context_length": 7 in its config.json's
+# dynamics config (it trained on 8-frame windows; no new weights), chosen with
+.venv/bin/python -m experiments.bench.paired_eval --dataset dreamgym/lanesim-noisy-v0 envs/bundles/league \
+  envs/bundles/league:context_length=7 --seeds 1 2 3 --windows 64

@@ -68,3 +68,7 @@ $D eval-world-model --bundle runs/mnist-heads-all/bundle --dataset dreamgym/mnis
 $D train-policy --algo ppo --env Dream-MovingMNIST-v0 --bundle runs/mnist-heads-all/bundle \
   --steps 100000 --num-envs 16 --run-dir runs/ppo-mnist-dream-explore --threads 1 \
   --eval-env MovingMNIST-v0 --eval-every 25000 --eval-episodes 10
+# The shipped bundle then reads at most 7 past frames: "context_length": 7 in its config.json's
+# dynamics config (it trained on 8-frame windows; no new weights), chosen with
+.venv/bin/python -m experiments.bench.paired_eval --dataset dreamgym/mnist-mixed-v0 envs/bundles/moving-mnist \
+  envs/bundles/moving-mnist:context_length=7 --seeds 1 2 3 --windows 64
