@@ -87,6 +87,7 @@ class DreamVectorEnv(VectorEnv):
     def _restart(self, rows: np.ndarray, chosen: np.ndarray | None = None) -> dict[str, Any]:
         """Start `rows` from fresh contexts (drawn, or the bundle contexts `chosen` (len(rows),))
         and splice them into the batch; -> their infos."""
+        # drawn even when chosen, as DreamEnv.reset does, so the rows' generators advance alike
         indices = [self.core.draw_start(self._rngs[i], self._generators[i]) for i in rows]
         if chosen is not None:
             indices = [int(c) for c in chosen]
@@ -269,10 +270,16 @@ class DreamSB3VecEnv(VecEnv):
         rows = self._check_indices(indices)
         return [getattr(self.venv, attr_name)] * len(rows)
 
+    def _require_all(self, indices: VecEnvIndices, what: str) -> list[int]:
+        """The rows `indices` names, which must be all of them: sub-envs share one model."""
+        rows = self._check_indices(indices)
+        if sorted(rows) != list(range(self.num_envs)):
+            raise ValueError(f"dream sub-envs share one model: {what} applies to all envs only")
+        return rows
+
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
         """Sets a shared attribute; sub-envs cannot differ, so `indices` must cover all envs."""
-        if sorted(self._check_indices(indices)) != list(range(self.num_envs)):
-            raise ValueError("dream sub-envs share one model: set_attr applies to all envs only")
+        self._require_all(indices, "set_attr")
         setattr(self.venv, attr_name, value)
 
     def env_method(
@@ -284,12 +291,7 @@ class DreamSB3VecEnv(VecEnv):
     ) -> list[Any]:
         """Calls a method of the shared dream env once, for all sub-envs (they share one model
         and step together); its result is returned for each index."""
-        rows = self._check_indices(indices)
-        if sorted(rows) != list(range(self.num_envs)):
-            raise ValueError(
-                "dream sub-envs share one model: env_method applies to all envs only (reset "
-                "some with venv.reset(options={'reset_mask': ...}))"
-            )
+        rows = self._require_all(indices, "env_method")  # some rows: reset_mask options
         result = getattr(self.venv, method_name)(*method_args, **method_kwargs)
         return [result] * len(rows)
 

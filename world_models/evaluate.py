@@ -91,9 +91,10 @@ def evaluate_world_model(
     full.require_images("eval-world-model")
     bundle.check_spaces(f"dataset {dataset_id}", full.observation_space, full.action_space)
     trained = bundle.config.get("training", {})
+    recorded = trained.get("holdout") if trained.get("dataset_id") == dataset_id else None
     if holdout is None:
-        holdout = trained["holdout"] if trained.get("dataset_id") == dataset_id else 0.1
-    if trained.get("dataset_id") == dataset_id and trained.get("holdout") == 0:
+        holdout = 0.1 if recorded is None else recorded
+    if recorded == 0:
         raise ValueError(
             f"the bundle's dynamics trained on every episode of {dataset_id}: there are no "
             "held-out episodes to score; evaluate on another dataset of the same env"

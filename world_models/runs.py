@@ -201,14 +201,17 @@ def init_source(path: str | os.PathLike, name: str, kind: str) -> Any:
     return source
 
 
-def load_initial_weights(model: Any, path: str | os.PathLike, name: str) -> None:
-    """Start `model` from the weights of the trained model `name` at `path` (`--init-from`).
-    Settings that hold no weights may differ (e.g. loss scales); they are named in a warning."""
+def load_initial_weights(
+    model: Any, path: str | os.PathLike, name: str, source: Any | None = None
+) -> None:
+    """Start `model` from the weights of the trained model `name` at `path` (`--init-from`;
+    `source`: that model, when the caller has loaded it already). Settings that hold no
+    weights may differ (e.g. loss scales); they are named in a warning."""
     import warnings
 
     from world_models.model_io import kind_of, model_spec
 
-    source = init_source(path, name, kind_of(model))
+    source = source or init_source(path, name, kind_of(model))
     ours, theirs = model_spec(model)["config"], model_spec(source)["config"]
     changed = sorted(k for k in ours if ours[k] != theirs.get(k))
     if changed:

@@ -74,14 +74,14 @@ def default_dynamics_spec(
     tokenizer: Tokenizer,
     view: SequenceView,
     overrides: dict,
-    init_from: str | os.PathLike | None = None,
+    base: Any | None = None,
 ) -> dict:
-    """A dynamics model spec sized for the tokenizer's latents and the dataset's actions, or
-    with `init_from` the settings of that model; then `overrides`."""
+    """A dynamics model spec sized for the tokenizer's latents and the dataset's actions (or
+    the config `base`, the `--init-from` model's); then `overrides`."""
     from world_models.dynamics import DynamicsConfig
 
-    if init_from is not None:
-        config = init_source(init_from, "dynamics", "dynamics").config
+    if base is not None:
+        config = base
     else:
         config = DynamicsConfig(
             num_latents=tokenizer.num_latents,
@@ -115,6 +115,7 @@ def train_dynamics(
     tokenizer = load_trained(tokenizer_path, "tokenizer")
     full = SequenceView(dataset_id, data_dir=data_dir)
     full.require_images("the dynamics model")
+    source = None if init_from is None else init_source(init_from, "dynamics", "dynamics")
     settings = {
         "dataset_id": dataset_id,
         "data_dir": data_dir,
@@ -124,7 +125,9 @@ def train_dynamics(
         "horizon": horizon,
         "init_from": None if init_from is None else str(init_from),
         "train": dataclasses.asdict(train or TrainConfig()),
-        "model": default_dynamics_spec(tokenizer, full, model_overrides or {}, init_from),
+        "model": default_dynamics_spec(
+            tokenizer, full, model_overrides or {}, source.config if source else None
+        ),
     }
     settings = prepare_run(run_dir, settings, resume, must_match=("dataset_id",))
     train_ids, _ = split_episodes(full.num_episodes, settings["holdout"], seed=0)
@@ -142,7 +145,7 @@ def train_dynamics(
             stacklevel=2,
         )
     if settings.get("init_from") and latest_checkpoint(run_dir) is None:
-        load_initial_weights(dynamics, settings["init_from"], "dynamics")
+        load_initial_weights(dynamics, settings["init_from"], "dynamics", source)
     objective = DynamicsObjective(tokenizer, dynamics)
     trainer = Trainer(
         objective,

@@ -109,16 +109,13 @@ def show_rollout(
 def default_masked_video_spec(
     action_space: gym.Space,
     overrides: dict[str, Any],
-    init_from: str | os.PathLike | None = None,
+    base: MaskedVideoConfig | None = None,
 ) -> dict:
-    """A masked video model spec for `action_space` (or with `init_from` the settings of that
-    model), with config `overrides`."""
+    """A masked video model spec for `action_space` (or the config `base`, the `--init-from`
+    model's), with config `overrides`."""
     from world_models.action_encoder import space_to_spec
 
-    if init_from is not None:
-        config = init_source(init_from, "masked_video", "masked-video").config
-    else:
-        config = MaskedVideoConfig(action_spec=space_to_spec(action_space))
+    config = base or MaskedVideoConfig(action_spec=space_to_spec(action_space))
     config = apply_overrides(config, overrides)
     return {"kind": "masked-video", "config": dataclasses.asdict(config)}
 
@@ -175,6 +172,7 @@ def train_masked_video(
         full = SequenceView(dataset, data_dir=data_dir)
         full.require_images("the masked video model")
         env_id, action_space = full.env_id, full.action_space
+    source = None if init_from is None else init_source(init_from, "masked_video", "masked-video")
     settings = {
         "dataset": dataset,
         "data_dir": data_dir,
@@ -184,7 +182,9 @@ def train_masked_video(
         "data": {"max_speed": max_speed, "speed": list(speed)},
         "init_from": None if init_from is None else str(init_from),
         "train": dataclasses.asdict(train or TrainConfig()),
-        "model": default_masked_video_spec(action_space, model_overrides or {}, init_from),
+        "model": default_masked_video_spec(
+            action_space, model_overrides or {}, source.config if source else None
+        ),
     }
     _check_lengths(settings)
     settings = prepare_run(run_dir, settings, resume, must_match=("dataset",))
@@ -192,7 +192,7 @@ def train_masked_video(
     model = build_model(settings["model"])
     config = model.config
     if settings["init_from"] and latest_checkpoint(run_dir) is None:
-        load_initial_weights(model, settings["init_from"], "masked_video")
+        load_initial_weights(model, settings["init_from"], "masked_video", source)
     view = None
     if full is None:
         data = settings["data"]
