@@ -232,8 +232,11 @@ def generate_sequences(
     return frames, actions
 
 
-def load_mnist_test_seq(path: str | os.PathLike) -> np.ndarray:
-    """The standard `mnist_test_seq.npy` (stored (20, N, 64, 64) uint8) as (N, 20, 64, 64, 1)."""
+def load_mnist_test_seq(path: str | os.PathLike, num: int | None = None) -> np.ndarray:
+    """The standard `mnist_test_seq.npy` (stored (20, N, 64, 64) uint8) as (N, 20, 64, 64, 1);
+    with `num`, only its first `num` sequences are read (the file is memory-mapped)."""
+    if num is not None and num < 1:
+        raise ValueError(f"num must be >= 1 sequences (or None: all), got {num}")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
@@ -251,4 +254,4 @@ def load_mnist_test_seq(path: str | os.PathLike) -> np.ndarray:
         )
     if data.dtype != np.uint8:
         raise ValueError(f"{path} has dtype {data.dtype}; mnist_test_seq.npy is uint8")
-    return np.ascontiguousarray(np.transpose(data, (1, 0, 2, 3)))[..., None]
+    return np.ascontiguousarray(np.transpose(data[:, :num], (1, 0, 2, 3)))[..., None]

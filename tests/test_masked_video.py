@@ -171,6 +171,39 @@ def test_rollout_slides_its_window_and_reports_bad_input() -> None:
         sampler.SamplingSettings.from_model(model, temperature=-1.0)
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(patch_size=0),
+        dict(image_size=0),
+        dict(image_size=-32),
+        dict(num_heads=0),
+        dict(dim=0),
+        dict(mlp_hidden_dim=0),
+        dict(label_smoothing=1.0),
+        dict(label_smoothing=-0.1),
+        dict(temperature=-1.0),
+        dict(temperature=float("nan")),
+        dict(confidence_noise=-2.0),
+        dict(guidance=-0.5),
+        dict(data_speed=[1.0, 4.0]),  # faster than data_max_speed=3
+        dict(data_speed=[1.0]),
+    ],
+)
+def test_config_rejects_bad_settings_before_any_work(bad: dict) -> None:
+    with pytest.raises(ValueError, match="bad MaskedVideoConfig"):
+        MaskedVideoConfig(**{**dict(image_size=16, patch_size=4, dim=32, num_heads=2), **bad})
+
+
+def test_forward_rejects_actions_of_another_batch_or_length() -> None:
+    model = tiny()
+    tokens, action, labeled = random_inputs(model, b=3, t=4)
+    for wrong in (action[:1], action[:, :1], action[:2]):
+        with pytest.raises(ValueError, match=r"action must be \(B, T, \.\.\.\) = \(3, 4"):
+            model(tokens, wrong, labeled)
+    assert model(tokens, action, labeled)[0].shape[:2] == (3, 4)
+
+
 def test_save_and_load_round_trip(tmp_path) -> None:
     model = tiny()
     tokens, action, labeled = random_inputs(model)

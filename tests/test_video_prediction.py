@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
 
+from data_collection.recording import collect
+from envs.moving_mnist import load_mnist_test_seq
 from experiments.cli import main as cli_main
 from world_models.bundle import load_bundle
 from world_models.masked_video import MaskedVideoConfig, MaskedVideoModel
@@ -18,6 +21,7 @@ from world_models.train_masked_video import train_masked_video
 from world_models.trainer import TrainConfig
 from world_models.video_prediction import (
     benchmark_data,
+    evaluate_video_prediction,
     hold_last_frame,
     load_masked_video,
     score,
@@ -129,3 +133,93 @@ def test_trainer_writes_a_loadable_bundle(tmp_path) -> None:
         train_masked_video(
             "generated", tmp_path / "run2", TrainConfig(seq_len=8), TINY | {"max_frames": 4}
         )
+
+
+def test_mnist_test_seq_length_and_partial_load(tmp_path) -> None:
+    path = tmp_path / "seq.npy"
+    stored = np.random.default_rng(0).integers(0, 256, (20, 5, 64, 64), dtype=np.uint8)
+    np.save(path, stored)
+    first = load_mnist_test_seq(path, num=2)
+    assert first.shape == (2, 20, 64, 64, 1) and first.flags.c_contiguous
+    assert np.array_equal(first[..., 0], stored[:, :2].transpose(1, 0, 2, 3))
+    with pytest.raises(ValueError, match="num must be >= 1"):
+        load_mnist_test_seq(path, num=0)
+    with pytest.raises(ValueError, match="mnist_test_seq has 20"):
+        benchmark_data(2, 16, mnist_test_seq=path, length=21)
+    # refused up front: the model (here missing) is never loaded
+    with pytest.raises(ValueError, match="context \\+ horizon = 22 frames"):
+        evaluate_video_prediction(tmp_path / "nothing", 2, 10, 12, mnist_test_seq=path)
+
+
+def test_temperature_needs_sampled_decoding(tmp_path, capsys) -> None:
+    torch.manual_seed(0)
+    model_dir = save_model(MaskedVideoModel(MaskedVideoConfig(**TINY)), tmp_path / "mv")
+    argv = ["eval-video-prediction", "--model", str(model_dir), "--sequences", "2"]
+    argv += ["--context", "2", "--horizon", "1", "--num-steps", "1", "--temperature", "0.5"]
+    with pytest.raises(SystemExit) as refused:
+        cli_main([*argv, "--out", str(tmp_path / "a")])
+    assert refused.value.code == 2 and "--decode sample" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as done:
+        cli_main([*argv, "--decode", "sample", "--out", str(tmp_path / "b")])
+    assert done.value.code == 0
+    sampling = json.loads((tmp_path / "b" / "metrics.json").read_text())["sampling"]
+    assert sampling["median"] is False and sampling["temperature"] == 0.5
+    with pytest.raises(SystemExit) as bad_size:
+        cli_main([*argv[:3], "--score-size", "0"])
+    assert bad_size.value.code == 2 and "must be >= 1" in capsys.readouterr().err
+
+
+def test_benchmark_moves_digits_as_the_training_data_did(tmp_path) -> None:
+    train = TrainConfig(steps=1, batch_size=2, seq_len=4, warmup=1, log_every=1, image_every=9)
+    tiny = {**TINY, "max_frames": 4}
+    bundle = train_masked_video(
+        "generated", tmp_path / "run", train, tiny, max_speed=3.6, speed=(3.6, 3.6)
+    )
+    config = json.loads((bundle / "config.json").read_text())["models"]["masked_video"]["config"]
+    assert config["data_max_speed"] == 3.6 and config["data_speed"] == [3.6, 3.6]
+    results = evaluate_video_prediction(bundle, 2, 2, 2, sampling={"num_steps": 1})
+    assert results["data"] == {"max_speed": 3.6, "speed": [3.6, 3.6]}
+    fast = benchmark_data(2, 16, length=4, max_speed=3.6, speed=(3.6, 3.6))["generated"]
+    assert torch.equal(results["_frames"]["generated"]["real"], fast["obs"])
+    assert not torch.equal(fast["obs"], benchmark_data(2, 16, length=4)["generated"]["obs"])
+    # a model saved before the record: the defaults
+    old = save_model(MaskedVideoModel(MaskedVideoConfig(**TINY)), tmp_path / "old")
+    spec = json.loads((old / "config.json").read_text())
+    for key in ("data_max_speed", "data_speed"):
+        del spec["config"][key]
+    (old / "config.json").write_text(json.dumps(spec))
+    assert load_masked_video(old).config.data_speed == [1.0, 2.0]
+    with pytest.raises(ValueError, match="--max-speed"):
+        train_masked_video("generated", tmp_path / "r2", train, {**tiny, "data_max_speed": 5.0})
+
+
+def test_trainer_checks_windows_before_training(tmp_path) -> None:
+    tiny = {**TINY, "max_frames": 4}
+    for bad, match in [
+        (dict(seq_len=1), "need >= 2 frames"),
+        (dict(seq_len=4, long_seq_len=6), "--long-seq-len 6 exceeds the model's max_frames=4"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            train_masked_video("generated", tmp_path / "bad", TrainConfig(**bad), tiny)
+        assert not (tmp_path / "bad").exists()
+    train = TrainConfig(steps=1, batch_size=2, seq_len=3, warmup=1, log_every=1, image_every=9)
+    with pytest.warns(UserWarning, match="positions >= 3 are never trained"):
+        train_masked_video("generated", tmp_path / "short", train, tiny)
+
+
+def test_trainer_checks_dataset_frames_before_training(tmp_path) -> None:
+    collect("MiniGridPixels-Empty-8x8-v0", "expert", 2, "test/empty-v0", tmp_path, progress=False)
+    train = TrainConfig(steps=1, batch_size=2, seq_len=4, warmup=1, log_every=1, image_every=9)
+    tiny = {**TINY, "max_frames": 4}
+
+    def run(name: str, overrides: dict) -> Path:
+        return train_masked_video(
+            "test/empty-v0", tmp_path / name, train, {**tiny, **overrides}, str(tmp_path), 0.5
+        )
+
+    with pytest.raises(ValueError, match="3 channels, the model 1: pass --set channels=3"):
+        run("gray", {})
+    with pytest.raises(ValueError, match="64x64 frames cannot be resized .* image_size"):
+        run("odd", {"channels": 3, "image_size": 24})
+    assert not (tmp_path / "gray").exists() and not (tmp_path / "odd").exists()
+    assert load_bundle(run("rgb", {"channels": 3})).models["masked_video"].config.channels == 3

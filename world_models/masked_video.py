@@ -66,25 +66,45 @@ class MaskedVideoConfig:
     confidence_noise: float = 4.5  # Gumbel noise scale on confidences, annealed to 0
     guidance: float = 0.0  # classifier-free guidance weight w (0: off; CoPilot4D uses ~2)
     median_decoding: bool = True  # decode each pixel's median level; False: draw it
+    # motion of the generated Moving MNIST the model was trained on (`train_masked_video`
+    # records --max-speed / --speed here; the benchmark draws its test sequences alike)
+    data_max_speed: float = 3.0
+    data_speed: list[float] = field(default_factory=lambda: [1.0, 2.0])
 
     def __post_init__(self) -> None:
         spec_to_space(self.action_spec)
         problems = []
-        if self.image_size % self.patch_size:
-            problems.append("image_size must be a multiple of patch_size")
+        if min(self.image_size, self.patch_size) < 1 or self.image_size % self.patch_size:
+            problems.append(
+                "image_size and patch_size must be >= 1, image_size a multiple of patch_size"
+            )
         if not 2 <= self.levels <= 256 or 255 % (self.levels - 1):
             problems.append("levels must be in [2, 256] with 255 divisible by levels - 1")
-        if self.dim % self.num_heads or (self.dim // self.num_heads) % 4:
-            problems.append("dim must divide by num_heads into a head width divisible by 4")
+        if (
+            min(self.dim, self.num_heads) < 1
+            or self.dim % self.num_heads
+            or (self.dim // self.num_heads) % 4
+        ):
+            problems.append("dim must divide by num_heads >= 1 into a head width divisible by 4")
         if min(self.max_frames, self.depth, self.channels, self.num_sampling_steps) < 1:
             problems.append("max_frames, depth, channels and num_sampling_steps must be >= 1")
+        if self.mlp_hidden_dim is not None and self.mlp_hidden_dim < 1:
+            problems.append("mlp_hidden_dim must be >= 1 (or None)")
         probs = (self.p_future, self.p_joint, self.p_single)
         if min(probs) < 0 or sum(probs) <= 0:
             problems.append("p_future, p_joint, p_single must be >= 0 with a positive sum")
         if not (0 <= self.corrupt_max < 1 and 0 <= self.context_corrupt_max < 1):
             problems.append("corrupt_max and context_corrupt_max must be in [0, 1)")
+        if not 0 <= self.label_smoothing < 1:
+            problems.append("label_smoothing must be in [0, 1)")
         if not 0 <= self.action_dropout <= 1:
             problems.append("action_dropout must be in [0, 1]")
+        if not all(x >= 0 for x in (self.temperature, self.confidence_noise, self.guidance)):
+            problems.append("temperature, confidence_noise and guidance must be >= 0")
+        speed = self.data_speed
+        top = self.data_max_speed
+        if len(speed) != 2 or not (top > 0 and 0 <= speed[0] <= speed[1] <= top):
+            problems.append("data_max_speed must be > 0, data_speed [low, high] in [0, it]")
         if problems:
             raise ValueError("bad MaskedVideoConfig: " + "; ".join(problems))
 
@@ -257,6 +277,11 @@ class MaskedVideoModel(nn.Module):
             raise ValueError(
                 f"tokens must be (B, T, {c.tokens_per_frame}, {c.pixels_per_token}), "
                 f"got {tuple(tokens.shape)}"
+            )
+        if tuple(action.shape[:2]) != (b, t):
+            raise ValueError(
+                f"action must be (B, T, ...) = ({b}, {t}, ...) like the tokens "
+                f"{tuple(tokens.shape)}, got {tuple(action.shape)}"
             )
         if start < 0 or start + t > c.max_frames:
             raise ValueError(

@@ -10,13 +10,16 @@ At the end the run folder holds `masked_video/` (the model alone) and `bundle/`:
 {"format": "dreamgym-bundle", ..., "models": {"masked_video": spec}, "sampling": {...}},
 `masked_video.safetensors` and start contexts. Its observation space is that of the real env:
 the dataset's, or for generated data `MovingMNIST-v0`'s (64, 64, 1); the dream env resizes
-frames to and from the model's size (`world_models.masked_video_world_model`).
+frames to and from the model's size (`world_models.masked_video_world_model`). For generated
+data the model config records the motion (`data_max_speed`, `data_speed` from `max_speed`,
+`speed`), so the benchmark draws its test sequences alike.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,7 @@ from world_models.trainer import Batch, TrainConfig, Trainer
 
 GENERATED = "generated"
 MOVING_MNIST_ID = "MovingMNIST-v0"
+MOTION = ("data_max_speed", "data_speed")  # model config fields recording --max-speed, --speed
 
 
 def moving_mnist_windows(
@@ -131,12 +135,56 @@ def _contexts(view: Any, settings: dict) -> dict[str, np.ndarray]:
     return start_contexts(view, count=64, length=length)
 
 
-def _check_lengths(settings: dict[str, Any]) -> None:
-    seq_len, max_frames = settings["train"]["seq_len"], settings["model"]["config"]["max_frames"]
-    if seq_len > max_frames:
+def _record_motion(settings: dict[str, Any]) -> None:
+    """Write the generated data's motion into the model config (the benchmark's record)."""
+    if settings["dataset"] == GENERATED:
+        data = settings["data"]
+        motion = dict(zip(MOTION, (data["max_speed"], list(data["speed"])), strict=True))
+        settings["model"]["config"].update(motion)
+
+
+def _check_run(settings: dict[str, Any], obs_space: gym.Space) -> MaskedVideoConfig:
+    """The run's model config, once its windows and the data's frames are known to fit it."""
+    config = MaskedVideoConfig(**settings["model"]["config"])
+    train, max_frames = settings["train"], config.max_frames
+    longest = max(train["seq_len"], train["long_seq_len"])
+    if train["seq_len"] < 2:
         raise ValueError(
-            f"--seq-len {seq_len} exceeds the model's max_frames={max_frames}; lower it or "
-            "pass --set max_frames=..."
+            f"--seq-len {train['seq_len']}: windows need >= 2 frames (a context and a target)"
+        )
+    if longest > max_frames:
+        raise ValueError(
+            f"--seq-len / --long-seq-len {longest} exceeds the model's max_frames={max_frames}; "
+            "lower it or pass --set max_frames=..."
+        )
+    shape = tuple(getattr(obs_space, "shape", None) or ())
+    size, channels = config.image_size, config.channels
+    if len(shape) != 3 or shape[0] != shape[1]:
+        raise ValueError(f"the masked video model needs square (S, S, C) frames, not {obs_space}")
+    if shape[2] != channels:
+        raise ValueError(
+            f"the frames have {shape[2]} channels, the model {channels}: pass --set "
+            f"channels={shape[2]}"
+        )
+    if shape[0] % size and size % shape[0]:
+        raise ValueError(
+            f"{shape[0]}x{shape[0]} frames cannot be resized to the model's {size}x{size} (one "
+            "size must divide the other): pass --set image_size=... (a multiple of "
+            f"patch_size={config.patch_size})"
+        )
+    return config
+
+
+def _warn_short_windows(train: dict[str, Any], config: MaskedVideoConfig) -> None:
+    """Warn when sampling would use temporal positions that no training window reaches."""
+    longest = max(train["seq_len"], train["long_seq_len"])
+    if config.max_frames > longest:
+        warnings.warn(
+            f"max_frames={config.max_frames}: the sampler attends over {config.max_frames} "
+            f"frames, but the longest training window has {longest}, so temporal positions "
+            f">= {longest} are never trained: pass --set max_frames={longest}, or train with "
+            f"--long-seq-len {config.max_frames}",
+            stacklevel=3,
         )
 
 
@@ -165,13 +213,17 @@ def train_masked_video(
     run_dir = Path(run_dir)
     if dataset == GENERATED:
         env_id, action_space = MOVING_MNIST_ID, gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        obs_space = gym.spaces.Box(0, 255, (CANVAS, CANVAS, 1), np.uint8)
         full = None
+        if set(MOTION) & set(model_overrides or {}):
+            raise ValueError(f"{list(MOTION)} record --max-speed / --speed: pass those instead")
     else:
         from data_collection.sequence_view import SequenceView
 
         full = SequenceView(dataset, data_dir=data_dir)
         full.require_images("the masked video model")
         env_id, action_space = full.env_id, full.action_space
+        obs_space = full.observation_space
     source = None if init_from is None else init_source(init_from, "masked_video", "masked-video")
     settings = {
         "dataset": dataset,
@@ -186,9 +238,12 @@ def train_masked_video(
             action_space, model_overrides or {}, source.config if source else None
         ),
     }
-    _check_lengths(settings)
+    _record_motion(settings)
+    _check_run(settings, obs_space)
     settings = prepare_run(run_dir, settings, resume, must_match=("dataset",))
-    _check_lengths(settings)
+    _record_motion(settings)  # runs recorded before the motion was
+    _warn_short_windows(settings["train"], _check_run(settings, obs_space))
+    torch.manual_seed(settings["train"]["seed"])  # the initial weights too follow the seed
     model = build_model(settings["model"])
     config = model.config
     if settings["init_from"] and latest_checkpoint(run_dir) is None:
@@ -197,14 +252,12 @@ def train_masked_video(
     if full is None:
         data = settings["data"]
         sampler = GeneratedMovingMNIST(config.image_size, data["max_speed"], tuple(data["speed"]))
-        obs_space = gym.spaces.Box(0, 255, (CANVAS, CANVAS, 1), np.uint8)
     else:
         from data_collection.sequence_view import SequenceView, split_episodes
 
         train_ids, _ = split_episodes(full.num_episodes, settings["holdout"], seed=0)
         view = SequenceView(dataset, data_dir=data_dir, episodes=train_ids)
         sampler = view.sample
-        obs_space = full.observation_space
     trainer = Trainer(
         MaskedVideoObjective(model),
         sampler,

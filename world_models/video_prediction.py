@@ -8,8 +8,11 @@ shrunk by block means, as MovingMNIST-v0's `image_size` does), so the MSE sum ru
 many pixels: at 32x32 it is over 1,024 pixels, not the 4,096 of the published 64x64 tables.
 
 Sources: "generated" (sequences of the held-out TEST digits from
-`envs.moving_mnist.generate_sequences`, with the ego digit's actions) and, when a path is given,
-"mnist_test_seq" (the standard file; it has no actions, so every action is unlabeled).
+`envs.moving_mnist.generate_sequences`, with the ego digit's actions, moving as the model's
+training data did: its config's `data_max_speed` and `data_speed`, recorded by
+`train_masked_video`; models saved before that record have the defaults 3 and (1, 2)) and, when
+a path is given, "mnist_test_seq" (the standard file: 20 frames, no actions, so every action is
+unlabeled).
 Methods, in one run on the same sequences: the masked video model, hold-last-frame, and
 optionally a Dreamer-style bundle (`WorldModel.imagine`, frames resized to and from its size).
 """
@@ -29,6 +32,7 @@ from world_models.masked_video_sampler import SamplingSettings, rollout
 from world_models.metrics import mse, psnr, ssim
 
 METRICS = ("mse", "psnr", "ssim")
+MNIST_TEST_SEQ_FRAMES = 20  # frames per sequence of mnist_test_seq.npy
 Data = dict[str, torch.Tensor]  # obs (B, T, S, S, C) uint8, action (B, T, ...), labeled (B, T)
 
 
@@ -54,16 +58,20 @@ def benchmark_data(
     seed: int = 0,
     mnist_test_seq: str | os.PathLike | None = None,
     length: int = 20,
+    max_speed: float = 3.0,
+    speed: tuple[float, float] = (1.0, 2.0),
 ) -> dict[str, Data]:
-    """{"generated": test-digit sequences with actions, "mnist_test_seq": the first `num` of
-    the standard file (when given), unlabeled}, frames at `image_size`."""
+    """{"generated": test-digit sequences with actions (motion as in `generate_sequences`),
+    "mnist_test_seq": the first `num` of the standard file (when given), unlabeled}, frames at
+    `image_size`."""
     from envs.moving_mnist import load_mnist_test_seq
     from world_models.train_masked_video import moving_mnist_windows
 
-    gen = moving_mnist_windows(num, length, image_size, digits="test", seed=seed)
+    _check_length(length, mnist_test_seq)
+    gen = moving_mnist_windows(num, length, image_size, "test", seed, max_speed, speed)
     sources = {"generated": {k: torch.from_numpy(v) for k, v in gen.items()}}
     if mnist_test_seq is not None:
-        frames = torch.from_numpy(load_mnist_test_seq(mnist_test_seq)[:num, :length].copy())
+        frames = torch.from_numpy(load_mnist_test_seq(mnist_test_seq, num)[:, :length].copy())
         n, t = frames.shape[:2]
         sources["mnist_test_seq"] = {
             "obs": resize_frames(frames, image_size),
@@ -71,6 +79,14 @@ def benchmark_data(
             "labeled": torch.zeros(n, t, dtype=torch.bool),
         }
     return sources
+
+
+def _check_length(length: int, mnist_test_seq: str | os.PathLike | None) -> None:
+    if mnist_test_seq is not None and length > MNIST_TEST_SEQ_FRAMES:
+        raise ValueError(
+            f"context + horizon = {length} frames, but mnist_test_seq has "
+            f"{MNIST_TEST_SEQ_FRAMES}: lower --context / --horizon or drop --mnist-test-seq"
+        )
 
 
 def hold_last_frame(frames: torch.Tensor, context: int) -> torch.Tensor:
@@ -170,7 +186,7 @@ def evaluate_video_prediction(
     horizon: int = 10,
     mnist_test_seq: str | os.PathLike | None = None,
     bundle: str | os.PathLike | None = None,
-    sampling: dict[str, float | None] | None = None,
+    sampling: dict[str, float | bool | None] | None = None,
     without_actions: bool = False,
     score_size: int | None = None,
     batch_size: int = 64,
@@ -183,18 +199,28 @@ def evaluate_video_prediction(
     score_size: score at this frame size instead of the model's: the model's predictions are
     resized (nearest neighbour when growing) and compared with frames made at that size, and
     hold-last-frame holds a frame of that size (e.g. 64 for the published 64x64 protocol).
+    sampling: `SamplingSettings` overrides; a temperature needs median=False (under median
+    decoding, the default, no level is drawn).
     """
     if context < 1 or horizon < 1:
         raise ValueError(f"context and horizon must be >= 1, got {context} and {horizon}")
-    model = load_masked_video(model_path, device)
-    settings = SamplingSettings.from_model(model, **(sampling or {}))
-    size = model.config.image_size
-    score_size = score_size or size
     length = context + horizon
-    data = benchmark_data(num_sequences, size, seed, mnist_test_seq, length)
+    _check_length(length, mnist_test_seq)
+    model = load_masked_video(model_path, device)
+    sampling = sampling or {}
+    settings = SamplingSettings.from_model(model, **sampling)
+    if settings.median and sampling.get("temperature") is not None:
+        raise ValueError(
+            "a temperature does nothing under median decoding (each pixel takes its median "
+            "level, nothing is drawn): add --decode sample (median=False) to draw levels"
+        )
+    c = model.config
+    size, motion = c.image_size, (c.data_max_speed, tuple(c.data_speed))
+    score_size = score_size or size
+    data = benchmark_data(num_sequences, size, seed, mnist_test_seq, length, *motion)
     truth = data
     if score_size != size:
-        truth = benchmark_data(num_sequences, score_size, seed, mnist_test_seq, length)
+        truth = benchmark_data(num_sequences, score_size, seed, mnist_test_seq, length, *motion)
     results: dict[str, Any] = {
         "model": str(model_path),
         "bundle": None if bundle is None else str(bundle),
@@ -202,6 +228,7 @@ def evaluate_video_prediction(
         "model_image_size": size,
         "context": context,
         "horizon": list(range(1, horizon + 1)),
+        "data": {"max_speed": motion[0], "speed": list(motion[1])},
         "sampling": dataclasses.asdict(settings),
         "sources": {},
         "_frames": {},

@@ -27,7 +27,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--num-steps", type=positive_int, help="decoding steps K (default: the model's)"
     )
-    parser.add_argument("--temperature", type=float, help="initial sampling temperature")
+    parser.add_argument(
+        "--decode",
+        choices=("median", "sample"),
+        help="each pixel's median level, or a draw at --temperature (default: the model's)",
+    )
+    parser.add_argument(
+        "--temperature", type=float, help="initial sampling temperature (needs --decode sample)"
+    )
     parser.add_argument("--confidence-noise", type=float, help="initial Gumbel confidence noise")
     parser.add_argument("--guidance", type=float, help="classifier-free guidance weight w")
     parser.add_argument(
@@ -37,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--score-size",
-        type=int,
+        type=positive_int,
         help="score at this frame size (e.g. 64, the published protocol; default: the model's)",
     )
     parser.add_argument(
@@ -74,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
             "temperature": args.temperature,
             "confidence_noise": args.confidence_noise,
             "guidance": args.guidance,
+            "median": None if args.decode is None else args.decode == "median",
         },
         without_actions=args.without_actions,
         score_size=args.score_size,
