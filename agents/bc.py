@@ -23,7 +23,7 @@ from agents.diffusion_policy import DiffusionPolicy, DiffusionPolicyConfig, save
 from agents.obs_encoders import obs_spec
 from data_collection.sequence_view import SequenceView, map_obs
 from world_models.action_encoder import space_to_spec
-from world_models.runs import prepare_run
+from world_models.runs import apply_overrides, prepare_run
 from world_models.trainer import TrainConfig, Trainer
 
 FULL_WINDOW_PROB = 0.5
@@ -105,11 +105,10 @@ class BCObjective(nn.Module):
 
 def policy_config_for(view: SequenceView, **overrides: Any) -> DiffusionPolicyConfig:
     """A policy config matching a dataset's observation and action spaces."""
-    return DiffusionPolicyConfig(
-        obs_spec=obs_spec(view.observation_space),
-        action_spec=space_to_spec(view.action_space),
-        **overrides,
+    config = DiffusionPolicyConfig(
+        obs_spec=obs_spec(view.observation_space), action_spec=space_to_spec(view.action_space)
     )
+    return apply_overrides(config, overrides)
 
 
 def train_bc(
@@ -138,7 +137,8 @@ def train_bc(
     }
     settings = prepare_run(run_dir, settings, resume, must_match=("dataset_id",))
     cfg = TrainConfig(**settings["train"])
-    policy = DiffusionPolicy(DiffusionPolicyConfig(**settings["policy"]))
+    torch.manual_seed(cfg.seed)  # the initial weights too follow the seed
+    policy = DiffusionPolicy(DiffusionPolicyConfig.from_saved(settings["policy"]))
     if hasattr(policy.encoder, "set_mean"):
         policy.encoder.set_mean(mean_frame(view))
     trainer = Trainer(BCObjective(policy), ChunkSampler(view, policy), cfg, run_dir)

@@ -16,8 +16,9 @@ copied through (their distribution is a point mass on themselves).
 
 Noise: log-linear schedule, alpha(t) = 1 - t: every token is masked with probability t (and at
 least one is). ELBO term (`token_nll`): cross-entropy on masked tokens weighted by 1/t
-(= -alpha'(t) / (1 - alpha(t))); the BC loss divides by the realised number of masked tokens
-instead, which has the same aim and far less variance on short chunks. Sampling:
+(= -alpha'(t) / (1 - alpha(t))); the BC loss divides each chunk's sum by its realised number
+of masked tokens instead (`loss_weight="chunk"`), which has the same aim and far less variance
+on short chunks. Sampling:
 S steps from t = 1 to 0; at each step the most confident masked tokens are revealed so that
 ceil(L * (1 - s)) tokens are unmasked after the step to s; revealed tokens never change.
 """
@@ -29,7 +30,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -95,9 +96,18 @@ class ActionTokenizer:
         return out.reshape(*lead, *self.space.shape).astype(self.space.dtype)
 
 
+LOSS_WEIGHTS = ("chunk", "token")
+
+
 @dataclass
 class DiffusionPolicyConfig:
-    """Everything needed to rebuild a policy (saved as JSON beside its weights)."""
+    """Everything needed to rebuild a policy (saved as JSON beside its weights).
+
+    loss_weight: how the BC loss weighs masked tokens. "chunk" (MDLM): every chunk counts the
+    same and its masked tokens share its weight (1/t with the realised mask count in place of
+    its expectation t * L). "token": every masked token in the batch counts the same, so
+    chunks at high noise count more (the policies trained before 2026-12-02 used it).
+    """
 
     obs_spec: dict[str, Any] = field(default_factory=dict)
     action_spec: dict[str, Any] = field(default_factory=dict)
@@ -110,6 +120,31 @@ class DiffusionPolicyConfig:
     steps: int = 8  # S unmasking steps
     execute: int = 4  # actions executed from each chunk before replanning
     t_min: float = 1e-3  # smallest noise level drawn in training
+    loss_weight: str = "chunk"
+
+    # what configs saved before a setting existed meant (missing keys load as these)
+    SAVED_DEFAULTS: ClassVar[dict[str, Any]] = {"loss_weight": "token"}
+
+    def __post_init__(self) -> None:
+        positive = ("horizon", "dim", "depth", "num_heads", "mlp_ratio", "steps", "execute")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.bins < 2:
+            raise ValueError(f"bins must be at least 2, got {self.bins}")
+        if self.execute > self.horizon:
+            raise ValueError(
+                f"execute ({self.execute}) cannot exceed the chunk's horizon ({self.horizon})"
+            )
+        if not 0.0 < self.t_min < 1.0:
+            raise ValueError(f"t_min must be in (0, 1), got {self.t_min}")
+        if self.loss_weight not in LOSS_WEIGHTS:
+            raise ValueError(f"loss_weight must be one of {LOSS_WEIGHTS}, got {self.loss_weight!r}")
+
+    @classmethod
+    def from_saved(cls, data: dict[str, Any]) -> DiffusionPolicyConfig:
+        """A config from its saved JSON, settings it predates at what they meant then."""
+        return cls(**{**cls.SAVED_DEFAULTS, **data})
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -251,15 +286,18 @@ class DiffusionPolicy(nn.Module):
     def loss(
         self, obs: Any, x0: torch.Tensor, valid: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Training loss: cross-entropy averaged over masked valid tokens (the MDLM loss with the
-        realised mask count in place of its expectation t * L, a lower-variance weighting), and
-        the accuracy of argmax predictions on those tokens."""
+        """Training loss: cross-entropy on masked valid tokens, weighted as
+        `config.loss_weight` says, and the accuracy of argmax predictions on those tokens."""
         out = self.token_nll(obs, x0, valid)
         token = out["nll"] * out["t"]  # (B,) summed cross-entropy over masked tokens
-        loss = token.sum() / out["target"].sum().clamp(min=1)
+        count = out["target"].sum(-1)  # (B,) masked valid tokens
+        if self.config.loss_weight == "chunk":
+            loss = (token / count.clamp(min=1)).mean()
+        else:
+            loss = token.sum() / count.sum().clamp(min=1)
         with torch.no_grad():
             hit = (out["logp"].argmax(-1) == x0) & out["target"]
-            acc = hit.sum() / out["target"].sum().clamp(min=1)
+            acc = hit.sum() / count.sum().clamp(min=1)
         return loss, {"token_accuracy": acc.item()}
 
     @torch.no_grad()
@@ -332,8 +370,8 @@ def load_diffusion_policy(
         kind = meta.get("kind") if isinstance(meta, dict) else None
         raise ValueError(f"{folder} holds a {kind!r}, not a {POLICY_KIND}")
     try:
-        policy = DiffusionPolicy(DiffusionPolicyConfig(**meta["config"]))
-    except (KeyError, TypeError) as err:
+        policy = DiffusionPolicy(DiffusionPolicyConfig.from_saved(meta["config"]))
+    except (KeyError, TypeError, ValueError) as err:
         raise ValueError(
             f"{folder / 'config.json'} is not a valid {POLICY_KIND} config ({err}); train the "
             "policy again with dreamgym train-policy --algo diffusion"
@@ -357,7 +395,7 @@ class DiffusionAgent(Policy):
         self.policy = policy.to(device).eval()
         self.execute = execute or policy.config.execute
         if not 1 <= self.execute <= policy.config.horizon:
-            raise ValueError(f"execute must be in [1, {policy.config.horizon}], got {execute}")
+            raise ValueError(f"execute must be in [1, {policy.config.horizon}], got {self.execute}")
         self.temperature = temperature
         self.device = torch.device(device)
         self.queue: list[Any] = []

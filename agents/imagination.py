@@ -15,19 +15,21 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from gymnasium.vector import AutoresetMode
 from torch import nn
 from tqdm import tqdm
 
 from agents.diffusion_policy import DiffusionPolicy, load_diffusion_policy, save_policy
 from agents.obs_encoders import check_obs_space, make_encoder
+from world_models.action_encoder import spec_to_space
 from world_models.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from world_models.runs import prepare_run
+from world_models.runs import apply_overrides, prepare_run
 
 
 @dataclass
@@ -94,6 +96,12 @@ class Imagination:
     """PMPO improvement of `policy` in the batched dream env `venv` (SAME_STEP autoreset)."""
 
     def __init__(self, policy: DiffusionPolicy, venv: Any, cfg: ImaginationConfig, device="cpu"):
+        mode = venv.metadata.get("autoreset_mode")
+        if mode != AutoresetMode.SAME_STEP:
+            raise ValueError(
+                f"Imagination needs a vector env with same-step autoreset, got {mode}: make it "
+                "with autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP"
+            )
         self.cfg = cfg
         self.device = torch.device(device)
         torch.manual_seed(cfg.seed)  # the value net's initial weights, the loss's masks
@@ -282,23 +290,21 @@ def improve_in_dream(
     extends it); the improved policy is saved to `run_dir/policy/`.
     TensorBoard chart "return": imagined and real returns."""
     import gymnasium as gym
-    from gymnasium.vector import AutoresetMode
     from torch.utils.tensorboard import SummaryWriter
 
     import envs  # noqa: F401  (registers dreamgym ids)
+    from agents.baselines import is_dream
     from agents.diffusion_policy import DiffusionAgent
     from agents.evaluation import evaluate_policy
     from envs.dream_vector import DreamVectorEnv
 
-    if not env_id.split(":")[-1].startswith("Dream"):
+    if not is_dream(env_id):
         raise ValueError(f"imagination training needs a dream env id (Dream-...), got {env_id}")
-    known = {f.name for f in fields(ImaginationConfig)}
-    unknown = sorted(set(overrides or {}) - known)
-    if unknown:
-        raise ValueError(f"unknown setting(s) {unknown} for imagination; known: {sorted(known)}")
+    if eval_env and is_dream(eval_env):
+        raise ValueError(f"--eval-env must be a real env, got {eval_env}")
     if ckpt_every < 1:
         raise ValueError(f"ckpt_every must be >= 1, got {ckpt_every}")
-    cfg = ImaginationConfig(**{"seed": seed, **(overrides or {})})
+    cfg = apply_overrides(ImaginationConfig(seed=seed), overrides or {})
     if num_envs:
         cfg.num_envs = num_envs
     bundle = bundle or gym.spec(env_id).kwargs.get("bundle")
@@ -321,6 +327,13 @@ def improve_in_dream(
         horizon=cfg.horizon or None,
     )
     check_obs_space(policy.config.obs_spec, venv.single_observation_space, env_id)
+    acts_in = spec_to_space(policy.config.action_spec)
+    if acts_in != venv.single_action_space:
+        venv.close()
+        raise ValueError(
+            f"the policy in {init} acts in {acts_in} but {env_id} acts in "
+            f"{venv.single_action_space}: improve it in a dream of the env it was trained for"
+        )
     loop = Imagination(policy, venv, cfg, device)
     if resume and not loop.resume(run_dir):
         venv.close()
@@ -338,7 +351,8 @@ def improve_in_dream(
                 writer.add_scalar(f"imagination/{key}", value, it)
             scalars = {"dream": metrics["imagined_return"]} if "imagined_return" in metrics else {}
             if eval_env and eval_every > 0 and it % eval_every == 0:
-                agent = DiffusionAgent(copy.deepcopy(loop.policy).eval(), device=device)
+                policy_now = copy.deepcopy(loop.policy).eval()  # sampled as in the dream
+                agent = DiffusionAgent(policy_now, temperature=cfg.temperature, device=device)
                 scalars["real"] = evaluate_policy(agent, eval_env, eval_episodes, progress=False)[
                     "mean_return"
                 ]

@@ -159,8 +159,9 @@ def dream_world_model(bundle: Bundle, num_steps: int | None = None) -> BaseWorld
                 f"{HOW_TO_FIX}"
             ) from err
         return MaskedVideoWorldModel(model, bundle.observation_space.shape[0], settings)
-    steps = int(num_steps or sampling.get("num_steps", 4))
-    k_max = bundle.models["dynamics"].config.k_max
+    config = bundle.models["dynamics"].config
+    steps = int(num_steps or sampling.get("num_steps", config.num_sampling_steps))
+    k_max = config.k_max
     if steps < 1 or steps > k_max or steps & (steps - 1):
         raise ValueError(
             f"num_steps must be a power of two between 1 and k_max={k_max}, got {steps}"

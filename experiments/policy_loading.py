@@ -27,6 +27,11 @@ class SB3Policy(Policy):
     def reset(self, env: gym.Env, seed: int | None = None) -> None:
         super().reset(env, seed)
         check_action_space(self.model.action_space, env)
+        if env.observation_space.shape is None:
+            raise ValueError(
+                f"this agent observes {self.model.observation_space}, not {env.observation_space}"
+                ": SB3 agents here observe arrays; score it in the env it was trained for"
+            )
         frames, rest = divmod(
             int(np.prod(self.model.observation_space.shape)),
             int(np.prod(env.observation_space.shape)),

@@ -308,6 +308,67 @@ def test_imagination_horizon_setting_sets_imagined_episode_length(bundle, tmp_pa
     assert ended == {0: False, 2: True}
 
 
+def test_imagination_refuses_other_actions_a_dream_eval_env_and_next_step_autoreset(
+    bundle, tmp_path
+):
+    from agents.imagination import Imagination, ImaginationConfig, improve_in_dream
+    from envs.dream_vector import DreamVectorEnv
+
+    box = DiffusionPolicy(
+        DiffusionPolicyConfig(
+            obs_spec=obs_spec(IMAGE),
+            action_spec=space_to_spec(spaces.Box(-1.0, 1.0, (2,), np.float32)),
+            horizon=2,
+            dim=16,
+            depth=1,
+            num_heads=2,
+            steps=2,
+            execute=1,
+        )
+    )
+    init = save_policy(box, tmp_path / "box")
+    kw = dict(steps=1, bundle=bundle, num_envs=2)
+    with pytest.raises(ValueError, match="acts in Box.*but Dream-v0 acts in Discrete"):
+        improve_in_dream(init, "Dream-v0", tmp_path / "a", **kw)
+    with pytest.raises(ValueError, match="--eval-env must be a real env"):
+        improve_in_dream(init, "Dream-v0", tmp_path / "b", eval_env="Dream-v0", **kw)
+    venv = DreamVectorEnv(2, bundle=bundle)  # next-step autoreset, Gymnasium's default
+    try:
+        with pytest.raises(ValueError, match="same-step autoreset"):
+            Imagination(tiny_policy(), venv, ImaginationConfig(num_envs=2))
+    finally:
+        venv.close()
+
+
+def test_real_env_scores_during_imagination_sample_as_the_dream_rollouts_do(
+    bundle, tmp_path, monkeypatch
+):
+    import agents.evaluation
+    from agents.imagination import improve_in_dream
+
+    temperatures = []
+
+    def fake_evaluate(agent, env_id, episodes, progress=True):
+        temperatures.append(agent.temperature)
+        return {"mean_return": 0.0}
+
+    monkeypatch.setattr(agents.evaluation, "evaluate_policy", fake_evaluate)
+    init = save_policy(tiny_policy(), tmp_path / "bc")
+    settings = dict(rollout_steps=2, value_dim=16, temperature=0.7)
+    improve_in_dream(
+        init,
+        "Dream-v0",
+        tmp_path / "run",
+        steps=1,
+        bundle=bundle,
+        num_envs=2,
+        overrides=settings,
+        eval_env="MiniGridPixels-Empty-8x8-v0",
+        eval_every=1,
+    )
+    assert temperatures == [0.7]
+
+
 def test_load_policy_accepts_diffusion_folder(tmp_path):
     from agents.diffusion_policy import DiffusionAgent
     from experiments.policy_loading import load_policy
@@ -327,6 +388,21 @@ def test_load_policy_accepts_diffusion_folder(tmp_path):
     (tmp_path / "agent.zip").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match=r"agent.zip is not a saved PPO agent"):
         load_policy(f"ppo:{tmp_path / 'agent'}", "LaneSim-v0")  # ".zip" may be left out
+
+
+def test_an_sb3_agent_is_refused_in_an_env_with_dict_observations():
+    from types import SimpleNamespace
+
+    import gymnasium as gym
+
+    import envs  # noqa: F401  (registers the ids)
+    from experiments.policy_loading import SB3Policy
+
+    model = SimpleNamespace(
+        observation_space=spaces.Box(0, 255, (8, 8, 3), np.uint8), action_space=spaces.Discrete(7)
+    )
+    with pytest.raises(ValueError, match="SB3 agents here observe arrays"):
+        SB3Policy(model).reset(gym.make("MiniGridSymbolic-Empty-8x8-v0"), seed=0)
 
 
 def test_sampling_agent_draws_varied_actions(tmp_path):

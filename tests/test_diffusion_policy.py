@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import gymnasium as gym
@@ -229,3 +230,48 @@ def test_bc_on_symbolic_minigrid(tmp_path):
     pixel_env = gym.make("MiniGridPixels-DoorKey-8x8-v0")
     with pytest.raises(ValueError, match="reads .*symbolic.* observations but MiniGridPixels"):
         DiffusionAgent(policy).reset(pixel_env, seed=0)
+
+
+@pytest.mark.parametrize("weight, expected", [("chunk", (1.0 + 2.0) / 2), ("token", 7.0 / 4)])
+def test_loss_weight_gives_each_chunk_or_each_token_the_same_weight(monkeypatch, weight, expected):
+    """Chunk 0: one masked token of cross-entropy 1; chunk 1: three of 2 each."""
+    policy = tiny_policy(spaces.Discrete(7), loss_weight=weight)
+    target = torch.tensor([[True, False, False, False], [True, True, True, False]])
+    t = torch.tensor([0.25, 0.75])
+
+    def token_nll(obs, x0, valid):
+        summed = torch.tensor([1.0, 6.0])
+        return {"nll": summed / t, "t": t, "target": target, "logp": torch.zeros(2, 4, 8)}
+
+    monkeypatch.setattr(policy, "token_nll", token_nll)
+    loss, _ = policy.loss(None, torch.zeros(2, 4, dtype=torch.long), target)
+    assert loss.item() == pytest.approx(expected)
+
+
+def test_policy_config_is_checked_and_old_configs_keep_their_loss_weight(tmp_path):
+    base = dict(obs_spec=obs_spec(IMAGE), action_spec=space_to_spec(spaces.Discrete(7)))
+    for bad in (dict(steps=0), dict(horizon=2, execute=3), dict(t_min=0.0), dict(loss_weight="x")):
+        with pytest.raises(ValueError):
+            DiffusionPolicyConfig(**base, **bad)
+    assert DiffusionPolicyConfig(**base).loss_weight == "chunk"
+    saved = {k: v for k, v in dataclasses.asdict(DiffusionPolicyConfig(**base)).items()}
+    del saved["loss_weight"]  # a config saved before the setting existed
+    assert DiffusionPolicyConfig.from_saved(saved).loss_weight == "token"
+
+
+def test_bc_seed_decides_the_initial_weights_and_bad_settings_are_named(doorkey_expert, tmp_path):
+    small = dict(horizon=2, dim=16, depth=1, num_heads=2, steps=2, execute=1)
+    cfg = TrainConfig(steps=1, batch_size=2, warmup=1, ckpt_every=10)
+    weights = []
+    for i, seed in enumerate((0, 0, 1)):
+        torch.manual_seed(100 + i)  # what came before must not matter
+        run_cfg = dataclasses.replace(cfg, seed=seed)
+        policy, _ = train_bc(
+            "test/doorkey-expert-v0", tmp_path / str(i), run_cfg, doorkey_expert, small
+        )
+        weights.append(torch.cat([p.detach().flatten() for p in policy.parameters()]))
+    assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
+    with pytest.raises(ValueError, match="unknown setting"):
+        train_bc("test/doorkey-expert-v0", tmp_path / "x", cfg, doorkey_expert, {"hoizon": 2})
+    with pytest.raises(ValueError, match="horizon must be of type int"):
+        train_bc("test/doorkey-expert-v0", tmp_path / "y", cfg, doorkey_expert, {"horizon": "a"})

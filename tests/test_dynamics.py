@@ -373,3 +373,38 @@ def test_imagine_uses_the_no_action_embedding_where_actions_are_unknown() -> Non
     hidden = wm.step(state, action[:, 2], g, labeled=torch.tensor([False]))[1]
     assert torch.allclose(dream(unknown), wm.decode(hidden)[:, None])
     assert not torch.allclose(dream(unknown), dream(known))
+
+
+def test_bad_actions_targets_and_step_counts_are_clear_errors() -> None:
+    model = make_model()
+    latents, action, labeled, reward, terminal = batch()
+    with pytest.raises(ValueError, match="reward must have shape"):
+        model.loss(latents, action, labeled, reward[:, :3], terminal)
+    with pytest.raises(ValueError, match=r"labeled has shape \(2, 4\) but actions \(2, 3\)"):
+        model.loss(latents, action[:, :3], labeled, reward, terminal)
+    with pytest.raises(ValueError, match=r"expected actions of shape \(2, 2, \*action shape\)"):
+        model.start(latents[:, :2], action[:, :1], labeled[:, :1])
+    state = model.start(latents[:, :2], action[:, :2], labeled[:, :2])
+    with pytest.raises(ValueError, match=r"expected actions of shape \(2, \*action shape\)"):
+        model.step(state, action[:, :1])  # (B, 1) for a Discrete space
+    with pytest.raises(ValueError, match="num_sampling_steps"):
+        tiny_config(num_sampling_steps=3)
+    # unlabeled entries may hold any placeholder, NaN included
+    nan_actions = action.float().masked_fill(~labeled, float("nan"))
+    assert torch.isfinite(model.loss(latents, nan_actions, labeled, reward, terminal)[0])
+
+
+def test_world_model_samples_with_the_models_step_count_and_reward_decodes_in_float32() -> None:
+    from world_models.heads import TwoHot
+    from world_models.tokenizer_cnn import CNNTokenizer, CNNTokenizerConfig
+    from world_models.world_model import WorldModel
+
+    config = CNNTokenizerConfig(image_size=8, base_channels=8, num_downsamples=2, latent_dim=D)
+    assert WorldModel(CNNTokenizer(config), make_model(num_sampling_steps=2)).num_steps == 2
+    two_hot = TwoHot()
+    values = torch.tensor([10.0, 123.4, -3.0])
+    logits = torch.log(two_hot.encode(values) + 1e-30)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        decoded = two_hot.decode(logits)
+    assert decoded.dtype == torch.float32
+    assert torch.allclose(decoded, values, rtol=1e-4)

@@ -84,3 +84,5 @@ def test_per_horizon_and_errors() -> None:
         psnr(torch.zeros(1, 2, 8, 8, 3), torch.zeros(1, 3, 8, 8, 3))
     with pytest.raises(ValueError, match="reduction"):
         mse(torch.zeros(1, 1, 8, 8, 1), torch.zeros(1, 1, 8, 8, 1), reduction="max")
+    with pytest.raises(ValueError, match="at least 2x2"):
+        ssim(torch.zeros(1, 1, 1, 16, 1), torch.zeros(1, 1, 1, 16, 1))

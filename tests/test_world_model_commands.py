@@ -9,6 +9,7 @@ import shutil
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import envs  # noqa: F401
@@ -331,3 +332,35 @@ def test_bad_eval_and_export_input_is_a_clear_error(trained, tmp_path, capsys):
     )
     assert "no bundle written" in err and "power of two" in err
     assert not out.exists() and not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_the_seed_decides_the_initial_weights_of_a_run(trained, tmp_path):
+    _, data, tok, _ = trained
+    weights = []
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        args = ["--dataset", "test/empty-v0", "--data-dir", data, "--steps", "1", "--seed", seed]
+        run_cli(
+            "train-tokenizer",
+            *args,
+            "--run-dir",
+            tmp_path / f"tok-{name}",
+            "--perceptual",
+            "none",
+            *TINY_TOKENIZER,
+            *FAST,
+        )
+        run_cli(
+            "train-dynamics",
+            *args,
+            "--run-dir",
+            tmp_path / f"dyn-{name}",
+            "--tokenizer",
+            tok / "tokenizer",
+            *TINY_DYNAMICS,
+            *FAST,
+        )
+        runs = {"tokenizer": tmp_path / f"tok-{name}", "dynamics": tmp_path / f"dyn-{name}"}
+        models = [load_trained(run, kind) for kind, run in runs.items()]
+        weights.append([torch.cat([p.flatten() for p in m.parameters()]) for m in models])
+    assert all(torch.equal(x, y) for x, y in zip(weights[0], weights[1], strict=True))
+    assert not any(torch.equal(x, y) for x, y in zip(weights[0], weights[2], strict=True))

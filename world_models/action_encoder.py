@@ -150,8 +150,11 @@ class ActionEncoder(nn.Module):
         return self.linear(torch.where(self.finite, scaled, a))
 
     def _embed_ints(self, action: torch.Tensor, labeled: torch.Tensor) -> torch.Tensor:
-        if action.is_floating_point() and not torch.equal(action, action.round()):
-            raise ValueError(f"{self.kind} actions must be integers, got {action}")
+        if action.is_floating_point():
+            where = labeled if self.kind == "Discrete" else labeled.unsqueeze(-1)
+            if not ((action == action.round()) | ~where).all():
+                raise ValueError(f"{self.kind} actions must be integers, got {action}")
+            action = torch.where(where, action, torch.zeros_like(action))
         a = action.long()
         if self.kind == "Discrete":
             a = a.unsqueeze(-1)

@@ -122,6 +122,9 @@ class DynamicsConfig:
             problems.append("action_dropout must be in [0, 1)")
         if self.guidance < 0:
             problems.append("guidance must be >= 0")
+        k = self.num_sampling_steps
+        if not 1 <= k <= self.k_max or k & (k - 1):
+            problems.append(f"num_sampling_steps must be a power of two in [1, k_max={self.k_max}]")
         if self.sampler not in SAMPLERS:
             problems.append(f"sampler must be one of {SAMPLERS}")
         if min(self.num_latents, self.latent_dim, self.num_agent_tokens, self.context_length) < 1:
@@ -184,6 +187,21 @@ class Dynamics(nn.Module):
         n, d = self.config.num_latents, self.config.latent_dim
         if latents.ndim != 4 or tuple(latents.shape[2:]) != (n, d):
             raise ValueError(f"expected latents (B, T, {n}, {d}), got {tuple(latents.shape)}")
+        if not latents.is_floating_point():
+            raise ValueError(f"latents must be floating point, got {latents.dtype}")
+
+    def _embed_actions(
+        self, action: torch.Tensor, labeled: torch.Tensor | None, batch: tuple[int, ...]
+    ) -> torch.Tensor:
+        """Action embeddings (*batch, dim), checking the actions' batch shape."""
+        emb = self.net.action(action, labeled)
+        if tuple(emb.shape[:-1]) != batch:
+            shape = tuple(torch.as_tensor(action).shape)
+            raise ValueError(
+                f"expected actions of shape ({', '.join(map(str, batch))}, *action shape), "
+                f"got {shape}"
+            )
+        return emb
 
     def loss(
         self,
@@ -205,10 +223,13 @@ class Dynamics(nn.Module):
         self._check_latents(latents)
         b, t = latents.shape[:2]
         dev = latents.device
+        for name, value in (("labeled", labeled), ("reward", reward), ("is_terminal", is_terminal)):
+            if tuple(value.shape) != (b, t):
+                raise ValueError(f"{name} must have shape ({b}, {t}), got {tuple(value.shape)}")
         if cfg.action_dropout > 0:
             keep = torch.rand((b, t), generator=generator, device=dev) >= cfg.action_dropout
             labeled = labeled.bool() & keep
-        action_emb = self.net.action(action, labeled)
+        action_emb = self._embed_actions(action, labeled, (b, t))
         tau, d = sample_tau_d((b, t), cfg.k_max, generator, dev, cfg.flow_share)
         if cfg.context_prob > 0:
             ctx = torch.rand((b, t), generator=generator, device=dev) < cfg.context_prob
@@ -281,7 +302,8 @@ class Dynamics(nn.Module):
         self._check_latents(context_latents)
         keep = min(context_latents.shape[1], cfg.context_length)
         latents = context_latents[:, -keep:]
-        action_emb = self.net.action(context_action, context_labeled)[:, -keep:]
+        batch = tuple(context_latents.shape[:2])
+        action_emb = self._embed_actions(context_action, context_labeled, batch)[:, -keep:]
         b, t = latents.shape[:2]
         dev = latents.device
         tau = torch.full((b, t), cfg.tau_ctx, device=dev)
@@ -309,9 +331,7 @@ class Dynamics(nn.Module):
         cfg = self.config
         b = state.batch_size
         dev = state.valid.device
-        action_emb = self.net.action(action, labeled).unsqueeze(1)  # (B, 1, dim)
-        if action_emb.shape[0] != b:
-            raise ValueError(f"state holds {b} rollouts but got {action_emb.shape[0]} actions")
+        action_emb = self._embed_actions(action, labeled, (b,)).unsqueeze(1)  # (B, 1, dim)
         positions = state.position[:, None]
         time_mask = None
         if not bool(state.valid.all()):

@@ -78,6 +78,8 @@ def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     pred, target = _pair(pred, target)
     batch, time, height, width, _ = pred.shape
     side = min(height, width)
+    if side < 2:
+        raise ValueError(f"SSIM needs frames of at least 2x2 pixels, got {height}x{width}")
     win_size = min(11, side if side % 2 else side - 1)
     values = _ssim(
         _frames(pred), _frames(target), data_range=1.0, size_average=False, win_size=win_size

@@ -13,10 +13,13 @@ from torch import nn
 
 
 def video_to_float(video: torch.Tensor) -> torch.Tensor:
-    """uint8 (..., H, W, C) in [0, 255] -> float32 in [0, 1]; float input is passed through."""
+    """uint8 (..., H, W, C) in [0, 255] -> float32 in [0, 1]; float input (in [0, 1]) is
+    passed through, float64 as float32."""
     if video.dtype == torch.uint8:
         return video.float() / 255.0
-    return video
+    if not video.is_floating_point():
+        raise ValueError(f"video must be uint8 in [0, 255] or float in [0, 1], got {video.dtype}")
+    return video.float() if video.dtype == torch.float64 else video
 
 
 def check_video(video: torch.Tensor, image_size: int, channels: int) -> None:

@@ -141,7 +141,7 @@ class CNNTokenizer(Tokenizer):
         batch, time = latents.shape[:2]
         grid = latents.flatten(0, 1).transpose(1, 2)  # (B*T, D, N)
         grid = grid.reshape(-1, self.latent_dim, cfg.grid_size, cfg.grid_size)
-        frames = self.decoder(grid)  # (B*T, C, H, W)
+        frames = self.decoder(grid.to(self.decoder[0].weight.dtype))  # (B*T, C, H, W)
         # Clamp to [0, 1] with a straight-through gradient: a sigmoid here starves bright pixels
         # on dark backgrounds of gradient and stalls fitting at ~19 dB on MiniGrid-like frames.
         frames = frames + (frames.clamp(0, 1) - frames).detach()

@@ -224,7 +224,7 @@ class TransformerTokenizer(Tokenizer):
                 f"got {tuple(latents.shape)}"
             )
         b, t = latents.shape[:2]
-        z = self.latent_in(latents) + self.latent_pos  # (B, T, N, dim)
+        z = self.latent_in(latents.to(self.latent_in.weight.dtype)) + self.latent_pos  # (B,T,N,dim)
         queries = torch.cat((self.patch_queries, self.decoder_registers)).to(z.dtype)
         x = torch.cat((queries.expand(b, t, -1, -1), z), dim=2)  # (B, T, P + R + N, dim)
         x = self.decoder(x)

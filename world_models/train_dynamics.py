@@ -133,6 +133,7 @@ def train_dynamics(
     train_ids, _ = split_episodes(full.num_episodes, settings["holdout"], seed=0)
     train_view = SequenceView(dataset_id, data_dir=data_dir, episodes=train_ids)
 
+    torch.manual_seed(settings["train"]["seed"])  # the initial weights too follow the seed
     dynamics = build_model(settings["model"])
     train_cfg = TrainConfig(**settings["train"])
     longest = max(train_cfg.seq_len, train_cfg.long_seq_len)
@@ -167,7 +168,7 @@ def train_dynamics(
             action_space=full.action_space,
             models={"tokenizer": tokenizer, "dynamics": dynamics},
             contexts=start_contexts(train_view, count=64, length=settings["context_length"]),
-            sampling={"num_steps": 4},
+            sampling={"num_steps": dynamics.config.num_sampling_steps},
             horizon=settings["horizon"],
             training={"dataset_id": dataset_id, "holdout": settings["holdout"]},
         )

@@ -110,6 +110,7 @@ def train_tokenizer(
     train_view = SequenceView(dataset_id, data_dir=data_dir, episodes=train_ids)
     test_view = SequenceView(dataset_id, data_dir=data_dir, episodes=test_ids or train_ids)
 
+    torch.manual_seed(settings["train"]["seed"])  # the initial weights too follow the seed
     tokenizer = build_model(settings["model"])
     objective = TokenizerObjective(
         tokenizer,

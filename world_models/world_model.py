@@ -95,11 +95,13 @@ class BaseWorldModel(nn.Module):
 class WorldModel(BaseWorldModel):
     """Tokenizer + dynamics, used for inference only; latents are the tokenizer's (N, D)."""
 
-    def __init__(self, tokenizer: Tokenizer, dynamics: nn.Module, num_steps: int = 4) -> None:
+    def __init__(
+        self, tokenizer: Tokenizer, dynamics: nn.Module, num_steps: int | None = None
+    ) -> None:
         super().__init__()
         self.tokenizer = tokenizer
         self.dynamics = dynamics
-        self.num_steps = num_steps
+        self.num_steps = num_steps or dynamics.config.num_sampling_steps
         shape = (tokenizer.num_latents, tokenizer.latent_dim)
         self.latent_space = spaces.Box(-1.0, 1.0, shape, np.float32)
 
@@ -135,5 +137,7 @@ class WorldModel(BaseWorldModel):
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Latents (B, N, D) -> frames (B, H, W, C) float in [0, 1]."""
+        """Latents (B, N, D) -> frames (B, H, W, C) float in [0, 1], each frame decoded alone
+        (as the first of a window: a transformer tokenizer's decoder then sees no earlier
+        latents, which in training it did from the second frame of a window on)."""
         return self.tokenizer.decode(latents[:, None])[:, 0].float().clamp(0, 1)
