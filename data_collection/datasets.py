@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import uuid
 import warnings
 from collections.abc import Iterable, Iterator
@@ -32,6 +33,7 @@ ENV_VAR = "MINARI_DATASETS_PATH"
 DEFAULT_ROOT = Path.home() / ".minari" / "datasets"
 # Extra metadata key naming the env whose spaces a dataset uses (ingested video has no EnvSpec).
 ENV_ID_KEY = "dreamgym_env_id"
+TMP_PREFIX = ".dreamgym-tmp-"  # + host-pid-uuid: a write in progress (removed if its process died)
 
 
 class CorruptDatasetError(ValueError):
@@ -113,7 +115,8 @@ def write_dataset(
     final = root / dataset_id
     _refuse_overwrite(final, dataset_id, force)
     root.mkdir(parents=True, exist_ok=True)
-    tmp_root = root / f".dreamgym-tmp-{uuid.uuid4().hex}"
+    remove_stale_tmp_dirs(root)
+    tmp_root = root / f"{TMP_PREFIX}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}"
     try:
         with minari_root(tmp_root), warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=UserWarning, module="minari")
@@ -144,6 +147,29 @@ def write_dataset(
     finally:
         shutil.rmtree(tmp_root, ignore_errors=True)
     return final
+
+
+def remove_stale_tmp_dirs(root: Path) -> list[Path]:
+    """Delete the temporary folders of writes killed outright (SIGKILL, out of memory): those
+    of this host whose process is gone. Returns what was removed."""
+    removed = []
+    host = socket.gethostname()
+    for tmp in root.glob(f"{TMP_PREFIX}{host}-*"):
+        pid = tmp.name[len(TMP_PREFIX) + len(host) + 1 :].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _refuse_overwrite(final: Path, dataset_id: str, force: bool) -> None:

@@ -2,6 +2,11 @@
 
 A policy is bound to one env at `reset` (scripted experts read the env's true state through
 `env.unwrapped`) and then maps each observation to an action with `act`.
+
+Seeds: an episode's seed goes to `env.reset(seed=...)` and to `policy.reset(env, seed)`.
+Gymnasium's `np_random(seed)`, `Space.seed(seed)` and `np.random.default_rng(seed)` are one and
+the same generator, so a policy draws from streams derived from the seed (`derived_seed`),
+never from the seed itself: its random actions would otherwise repeat the env's own draws.
 """
 
 from __future__ import annotations
@@ -25,12 +30,22 @@ EXPERTS: dict[str, str] = {
 POLICY_KINDS = ("expert", "random", "noisy")
 
 
+POLICY_STREAM, SPACE_STREAM, EXPERT_STREAM = 1, 2, 3  # the env itself draws from the seed
+
+
+def derived_seed(seed: int | None, stream: int) -> int | None:
+    """A seed for random stream `stream`, independent of the generator `seed` itself makes."""
+    if seed is None:
+        return None
+    return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
+
+
 class Policy:
     """Base class: `reset(env, seed)` at the start of each episode, then `act(obs)` per step."""
 
     def reset(self, env: gym.Env, seed: int | None = None) -> None:
         self.env = env
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(derived_seed(seed, POLICY_STREAM))
 
     def act(self, obs: Any) -> Any:
         raise NotImplementedError
@@ -51,7 +66,7 @@ class RandomPolicy(Policy):
 
     def reset(self, env: gym.Env, seed: int | None = None) -> None:
         super().reset(env, seed)
-        env.action_space.seed(seed)
+        env.action_space.seed(derived_seed(seed, SPACE_STREAM))
 
     def act(self, obs: Any) -> Any:
         return self.env.action_space.sample()
@@ -71,8 +86,8 @@ class NoisyPolicy(Policy):
 
     def reset(self, env: gym.Env, seed: int | None = None) -> None:
         super().reset(env, seed)
-        env.action_space.seed(seed)
-        self.expert.reset(env, seed)
+        env.action_space.seed(derived_seed(seed, SPACE_STREAM))
+        self.expert.reset(env, derived_seed(seed, EXPERT_STREAM))
 
     def act(self, obs: Any) -> Any:
         action = self.expert.act(obs)

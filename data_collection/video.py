@@ -71,9 +71,18 @@ class FrameLabel:
 
 
 def _number(value: object, name: str, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    try:  # an integer too large for a float (10**400) overflows here
+        finite = not isinstance(value, bool) and isinstance(value, (int, float))
+        finite = finite and math.isfinite(value)
+    except OverflowError:
+        finite = False
+    if not finite:
         raise ValueError(f"{where}: {name!r} must be a finite number, got {value!r}")
     return value
+
+
+def _positive_finite(x: float) -> bool:
+    return math.isfinite(x) and x > 0
 
 
 def parse_label(obj: object, where: str) -> FrameLabel:
@@ -201,12 +210,25 @@ def read_frames(
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ValueError(f"cannot read video {path}: unreadable or truncated ({first})") from None
     fps = source_fps or meta.get("fps")
-    if not fps or not math.isfinite(fps):
+    if not fps or not _positive_finite(fps):
         reader.close()
         raise ValueError(f"video {path} has no frame rate in its metadata; pass --source-fps")
     duration = meta.get("duration") or 0.0
     expected = round(duration * meta["fps"]) if meta.get("fps") else None
+    header = _avi_total_frames(path)  # ffmpeg estimates an AVI's length from what is left
+    if header is not None:
+        expected = max(expected or 0, header)
     return _video_frames(reader, path, meta["size"]), float(fps), expected
+
+
+def _avi_total_frames(path: Path) -> int | None:
+    """dwTotalFrames of an AVI's main header ('avih'), or None for other files."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    at = head.find(b"avih")
+    if head[:4] != b"RIFF" or head[8:12] != b"AVI " or at < 0 or len(head) < at + 28:
+        return None
+    return int.from_bytes(head[at + 24 : at + 28], "little")
 
 
 def _video_frames(reader, path: Path, size: tuple[int, int]) -> Iterator[np.ndarray]:
@@ -338,8 +360,10 @@ def ingest_video(
 
     if resize not in RESIZE_MODES:
         raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
-    if not fps > 0 or (source_fps is not None and not source_fps > 0):
-        raise ValueError(f"fps and source fps must be positive, got {fps} and {source_fps}")
+    if not _positive_finite(fps) or (source_fps is not None and not _positive_finite(source_fps)):
+        raise ValueError(
+            f"fps and source fps must be positive and finite, got {fps} and {source_fps}"
+        )
     if size < 8:
         raise ValueError(f"size must be at least 8 pixels, got {size}")
     check_dataset_id(dataset_id)

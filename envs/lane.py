@@ -9,7 +9,8 @@ ready: a minion in range that the hit kills (lowest health first), else the near
 or champion in range; a champion that attacks does not walk that step.
 Q empowers the next attack (+60 damage, brief haste, resets the attack timer), W halves damage
 taken for 2.5 s, E spins for 3 s (20 damage around every 0.5 s, no auto-attacks meanwhile), R
-strikes the enemy champion within 8 u for 150 + 35% of its missing health.
+strikes the enemy champion within 8 u for 150 + 35% of its missing health (true damage: W does
+not reduce it).
 
 Observation: (image_size, image_size, 3) uint8, camera locked on the champion (see
 `envs.lane_render`). One step is 0.05 game seconds (20 steps per second); episodes are

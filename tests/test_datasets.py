@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import gymnasium as gym
 import minari
 import numpy as np
@@ -92,6 +94,25 @@ def test_crash_mid_collection_leaves_nothing(tmp_path, monkeypatch, error):
         collect(ENV_ID, "random", 4, "crash/random-v0", tmp_path, progress=False, env_kwargs=SHORT)
     assert not (tmp_path / "crash" / "random-v0").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folders left
+
+
+def test_a_write_killed_outright_leaves_a_folder_the_next_write_removes(tmp_path):
+    """SIGKILL skips every `finally`: the next write removes temporary folders of this host
+    whose process is gone, and keeps those of live processes."""
+    import socket
+    import subprocess
+
+    from data_collection.datasets import TMP_PREFIX
+
+    host = socket.gethostname()
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a process id that no longer runs
+    dead = tmp_path / f"{TMP_PREFIX}{host}-{gone.pid}-abc"
+    live = tmp_path / f"{TMP_PREFIX}{host}-{os.getpid()}-def"
+    for folder in (dead, live):
+        (folder / "data").mkdir(parents=True)
+    collect(ENV_ID, "random", 1, "tmp/random-v0", tmp_path, progress=False, env_kwargs=SHORT)
+    assert not dead.exists() and live.exists()
 
 
 def test_crash_during_forced_replace_keeps_old_dataset(tmp_path, monkeypatch):
@@ -241,3 +262,21 @@ def test_a_damaged_cache_is_rebuilt(data_dir):
     np.testing.assert_array_equal(
         SequenceView("test/random-v0", data_dir).episode(0)["obs"], before
     )
+
+
+@pytest.mark.parametrize("kind", ["random", "noisy"])
+def test_policies_draw_from_streams_of_their_own_not_the_envs(kind):
+    """Gymnasium's np_random(seed) is default_rng(seed): a policy seeded with the episode's
+    seed itself would repeat the env's own draws (e.g. random actions = spawn jitter)."""
+    from data_collection.policies import make_policy
+
+    env = gym.make("MovingMNIST-v0")
+    policy = make_policy(kind, "MovingMNIST-v0", epsilon=0.5)
+    for seed in (0, 7):
+        env.reset(seed=seed)
+        policy.reset(env, seed)
+        env_draws = np.random.default_rng(seed).random(4)
+        assert not np.allclose(policy.rng.random(4), env_draws)
+        assert not np.allclose(env.action_space.np_random.random(4), env_draws)
+        if kind == "noisy":
+            assert not np.allclose(policy.expert.rng.random(4), policy.rng.random(4))

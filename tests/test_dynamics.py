@@ -408,3 +408,25 @@ def test_world_model_samples_with_the_models_step_count_and_reward_decodes_in_fl
         decoded = two_hot.decode(logits)
     assert decoded.dtype == torch.float32
     assert torch.allclose(decoded, values, rtol=1e-4)
+
+
+def test_head_targets_of_unlabeled_steps_do_not_count() -> None:
+    """Unlabeled video stores reward 0 and never terminates: those are not targets."""
+    model = make_model()
+    with torch.no_grad():  # heads start at zero logits, whose losses ignore the targets
+        for p in [*model.reward_head.parameters(), *model.continue_head.parameters()]:
+            p.normal_(0.0, 0.5)
+    latents, action, labeled, reward, terminal = batch()
+    labeled[1, 2:] = False
+    other_reward, other_terminal = reward.clone(), terminal.clone()
+    other_reward[1, 2:] += 5.0
+    other_terminal[1, 3] = True
+
+    def head_losses(r: torch.Tensor, term: torch.Tensor) -> tuple[float, float]:
+        g = torch.Generator().manual_seed(0)
+        metrics = model.loss(latents, action, labeled, r, term, generator=g)[1]
+        return metrics["reward_loss"].item(), metrics["continue_loss"].item()
+
+    assert head_losses(reward, terminal) == head_losses(other_reward, other_terminal)
+    labeled[1, 2:] = True
+    assert head_losses(reward, terminal) != head_losses(other_reward, other_terminal)

@@ -50,8 +50,8 @@ def rollout(tmp_path_factory):
     root = tmp_path_factory.mktemp("video")
     env = gym.make("LaneSim-v0")
     policy = make_policy("noisy", "LaneSim-v0", epsilon=0.3)
-    obs, info = env.reset(seed=0)
-    policy.reset(env, 0)
+    obs, info = env.reset(seed=1)  # a seed whose 400 steps earn gold
+    policy.reset(env, 1)
     frames, actions, rewards, labels = [obs], [], [], []
     for _ in range(STEPS):
         action = np.asarray(policy.act(obs))
@@ -200,6 +200,9 @@ def test_bad_videos_are_refused(rollout, tmp_path):
         Image.fromarray(np.full((8, 8), 40000, np.uint16)).save(deep / f"{i}.png")
     with pytest.raises(ValueError, match="pixels; save 8-bit frames"):
         ingest_video(deep, "bad/video-v0", data_dir=out, progress=False)
+    for fps, source_fps in ((float("inf"), 20.0), (20.0, float("inf")), (float("nan"), None)):
+        with pytest.raises(ValueError, match="positive and finite"):
+            ingest_video(deep, "bad/video-v0", data_dir=out, fps=fps, source_fps=source_fps)
     assert _no_dataset_left(tmp_path)
 
 
@@ -215,6 +218,11 @@ def test_bad_videos_are_refused(rollout, tmp_path):
         (7, {"move": None, "keys": ["f"], "gold": 0, "health": 1}, "line 7: bad keys"),
         (4, {"move": None, "keys": [["q"]], "gold": 0, "health": 1}, "line 4: bad keys"),
         (2, {"move": None, "keys": {}, "gold": 0}, "line 2: missing 'health'"),
+        (
+            6,
+            '{"move": null, "keys": [], "gold": 1' + "0" * 400 + ', "health": 1}',
+            "line 6: 'gold'",
+        ),
         (None, None, "has 400 labels but .* has 401 frames"),
     ],
 )

@@ -217,7 +217,8 @@ class Dynamics(nn.Module):
 
         action (B, T, ...), labeled/reward/is_terminal (B, T). is_first (B, T), optional: a
         window crossing episodes attends only within its episode, and first steps are not
-        head targets (t = 0 never is). Returns the loss and detached scalar metrics.
+        head targets (t = 0 never is, nor is an unlabeled step: its reward is unknown).
+        Returns the loss and detached scalar metrics.
         """
         cfg = self.config
         self._check_latents(latents)
@@ -226,6 +227,10 @@ class Dynamics(nn.Module):
         for name, value in (("labeled", labeled), ("reward", reward), ("is_terminal", is_terminal)):
             if tuple(value.shape) != (b, t):
                 raise ValueError(f"{name} must have shape ({b}, {t}), got {tuple(value.shape)}")
+        # reward and continue targets count only where the step is labeled: unlabeled video
+        # has no rewards (they are stored as 0); taken before action dropout hides actions
+        head_mask = labeled.bool().clone()
+        head_mask[:, 0] = False
         if cfg.action_dropout > 0:
             keep = torch.rand((b, t), generator=generator, device=dev) >= cfg.action_dropout
             labeled = labeled.bool() & keep
@@ -238,8 +243,6 @@ class Dynamics(nn.Module):
         noise = torch.randn(latents.shape, generator=generator, device=dev, dtype=latents.dtype)
         z = add_noise(latents, tau, noise)
         time_mask = None
-        head_mask = torch.ones(b, t, dtype=torch.bool, device=dev)
-        head_mask[:, 0] = False
         if is_first is not None:
             time_mask = episode_mask(is_first)
             head_mask &= ~is_first.bool()
