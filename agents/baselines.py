@@ -256,8 +256,8 @@ def train_sb3(
     settings = agent_settings(env_id, algo.lower(), config_path)
     kwargs = {**settings["kwargs"], **(overrides or {})}
     frame_stack = int(kwargs.pop("frame_stack", settings["frame_stack"]))
-    steps = steps or settings["steps"]
-    num_envs = num_envs or settings["num_envs"]
+    steps = settings["steps"] if steps is None else steps
+    num_envs = settings["num_envs"] if num_envs is None else num_envs
     if eval_env and is_dream(eval_env):
         raise ValueError(f"--eval-env must be a real env, got {eval_env}")
     record = {

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     except GymnasiumError as err:  # e.g. an unknown env id
         print(f"error: {err} (`import envs` registers dreamgym's ids)", file=sys.stderr)
         code = 2
-    except (FileNotFoundError, ValueError, FileExistsError, ImportError) as err:
+    except (OSError, ValueError, ImportError) as err:  # OSError: missing files, permissions
         print(f"error: {err}", file=sys.stderr)
         code = 2
     sys.exit(code or 0)

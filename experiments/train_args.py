@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from experiments.arg_types import positive_int
 from world_models.runs import new_run_dir, parse_overrides
 from world_models.trainer import TrainConfig
 
@@ -29,7 +30,7 @@ def add_train_arguments(parser: argparse.ArgumentParser, experiment: str) -> Non
     )
     parser.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         help="CPU threads for torch (default: torch's; 1 is often fastest on a busy machine)",
     )
     parser.set_defaults(experiment=experiment)

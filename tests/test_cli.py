@@ -50,6 +50,37 @@ def test_subcommand_help(command, capsys):
             ["train-policy", "--algo", "a2c", "--env", "LaneSim-v0", "--set", "gamma=high"],
             "A2C's gamma must be a number, got 'high'",
         ),
+        (["train-policy", "--algo", "ppo", "--env", "LaneSim-v0", "--num-envs", "-2"], "-2"),
+        (["train-policy", "--algo", "ppo", "--env", "LaneSim-v0", "--steps", "0"], ">= 1 for SB3"),
+        (
+            ["train-policy", "--algo", "ppo", "--env", "LaneSim-v0", "--dataset", "x/y-v0"],
+            "--dataset: not used by SB3",
+        ),
+        (
+            [
+                "train-policy",
+                "--algo",
+                "diffusion",
+                "--env",
+                "LaneSim-v0",
+                "--dataset",
+                "x/y-v0",
+                "--bundle",
+                "b",
+                "--eval-every",
+                "5",
+            ],
+            "--bundle, --eval-every: not used by behaviour cloning",
+        ),
+        (["train-tokenizer", "--dataset", "x/y-v0", "--threads", "-1"], "--threads"),
+        (["train-dynamics", "--dataset", "x/y-v0", "--horizon", "0"], "--horizon"),
+        (["play", "LaneSim-v0", "--steps", "1", "--env-kwarg", "bogus=1"], "--env-kwarg"),
+        (
+            ["evaluate", "--policy", "random", "--env", "LaneSim-v0", "--device", "gpu0"],
+            "torch device",
+        ),
+        (["compare", "LaneSim-v0", "LaneSim-v0", "--steps", "1"], "is not a dream env"),
+        (["play", "LaneSim-v0", "--steps", "1", "--out", "/proc/no/x.mp4"], "error:"),
     ],
 )
 def test_bad_input_is_one_clear_error_line(argv, message, capsys, tmp_path, monkeypatch):
@@ -59,3 +90,22 @@ def test_bad_input_is_one_clear_error_line(argv, message, capsys, tmp_path, monk
         main(argv)
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and message in err and "Traceback" not in err
+
+
+def test_play_and_compare_write_videos_and_per_step_psnr(tmp_path, capsys):
+    import imageio.v3 as iio
+
+    play = tmp_path / "play.mp4"
+    with pytest.raises(SystemExit) as exit_:
+        main(["play", "LaneSim-v0", "--policy", "random", "--steps", "5", "--out", str(play)])
+    assert exit_.value.code == 0 and iio.imread(play).shape[0] == 6  # the start frame + 5
+    assert "5 steps" in capsys.readouterr().out
+    out = tmp_path / "compare.mp4"
+    argv = ["compare", "LaneSim-v0", "Dream-League-v0", "--steps", "3", "--out", str(out)]
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    printed = capsys.readouterr().out
+    assert exit_.value.code == 0
+    assert [line.split()[0] for line in printed.splitlines()[1:4]] == ["1", "2", "3"]
+    video = iio.imread(out)
+    assert video.shape[0] == 4 and video.shape[2] == 2 * video.shape[1]  # real | dream

@@ -332,6 +332,28 @@ def test_bad_eval_and_export_input_is_a_clear_error(trained, tmp_path, capsys):
     )
     assert "no bundle written" in err and "power of two" in err
     assert not out.exists() and not list(tmp_path.iterdir())  # nothing half-written
+    mine = tmp_path / "mine"  # a folder of the user's: never replaced
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    args = ("--dataset", "test/empty-v0", "--data-dir", data)
+    err = run_cli_error(capsys, *export[:-1], mine, *args)
+    assert "exists and is not a bundle" in err and (mine / "notes.txt").exists()
+    run_cli(*export, *args)  # a new folder, then a bundle there, may be (re)written
+    run_cli(*export, *args)
+    err = run_cli_error(
+        capsys,
+        "train-dynamics",
+        *args,
+        "--tokenizer",
+        tok,
+        "--run-dir",
+        tmp_path / "long",
+        "--context-length",
+        "500",
+        *TINY_DYNAMICS,
+        *FAST,
+    )
+    assert "no episode has 500 steps" in err and not (tmp_path / "long" / "checkpoints").exists()
 
 
 def test_the_seed_decides_the_initial_weights_of_a_run(trained, tmp_path):

@@ -133,6 +133,8 @@ def train_dynamics(
     train_ids, _ = split_episodes(full.num_episodes, settings["holdout"], seed=0)
     train_view = SequenceView(dataset_id, data_dir=data_dir, episodes=train_ids)
 
+    # the start contexts, drawn now so a length no episode has fails before training
+    contexts = start_contexts(train_view, count=64, length=settings["context_length"])
     torch.manual_seed(settings["train"]["seed"])  # the initial weights too follow the seed
     dynamics = build_model(settings["model"])
     train_cfg = TrainConfig(**settings["train"])
@@ -167,7 +169,7 @@ def train_dynamics(
             observation_space=full.observation_space,
             action_space=full.action_space,
             models={"tokenizer": tokenizer, "dynamics": dynamics},
-            contexts=start_contexts(train_view, count=64, length=settings["context_length"]),
+            contexts=contexts,
             sampling={"num_steps": dynamics.config.num_sampling_steps},
             horizon=settings["horizon"],
             training={"dataset_id": dataset_id, "holdout": settings["holdout"]},

@@ -258,6 +258,7 @@ def train_masked_video(
         train_ids, _ = split_episodes(full.num_episodes, settings["holdout"], seed=0)
         view = SequenceView(dataset, data_dir=data_dir, episodes=train_ids)
         sampler = view.sample
+    contexts = _contexts(view, settings)  # now: a length no episode has fails before training
     trainer = Trainer(
         MaskedVideoObjective(model),
         sampler,
@@ -278,7 +279,7 @@ def train_masked_video(
             observation_space=obs_space,
             action_space=action_space,
             models={"masked_video": model},
-            contexts=_contexts(view, settings),
+            contexts=contexts,
             sampling=sampling,
             horizon=settings["horizon"],
         )

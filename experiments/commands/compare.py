@@ -31,11 +31,14 @@ def run(args: argparse.Namespace) -> int:
 
     import envs  # noqa: F401  (registers the ids)
     from data_collection.policies import make_policy
+    from envs.dream import DreamEnv
     from experiments.videos import write_video
     from world_models.metrics import psnr
 
     real = gym.make(args.real_id, render_mode="rgb_array")
     dream = gym.make(args.dream_id, **({"bundle": args.bundle} if args.bundle else {}))
+    if not isinstance(dream.unwrapped, DreamEnv):
+        raise ValueError(f"{args.dream_id} is not a dream env (Dream-...); compare needs one")
     for what in ("observation_space", "action_space"):
         if getattr(real, what) != getattr(dream, what):
             raise ValueError(
@@ -60,8 +63,7 @@ def run(args: argparse.Namespace) -> int:
     path = write_video(np.stack(pairs), args.out, fps=10)
     print("step  PSNR (dB)")
     for i, score in enumerate(scores, 1):
-        if i == 1 or i % 4 == 0 or i == len(scores):
-            print(f"{i:4d}  {score:6.2f}")
+        print(f"{i:4d}  {score:6.2f}")
     print(f"mean PSNR over {len(scores)} steps: {np.mean(scores):.2f} dB")
     print(f"video (real | dream): {path}")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from experiments.arg_types import positive_int
+from experiments.arg_types import device, positive_int
 
 NAME = "eval-video-prediction"
 HELP = "Score the masked video model on Moving MNIST per horizon beside hold-last-frame."
@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--batch-size", type=positive_int, default=64, help="sequences per forward pass"
     )
     parser.add_argument("--threads", type=positive_int, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", type=device, default="cpu", help="torch device (cpu, cuda)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", help="report folder (default: <model>/video_prediction)")
 

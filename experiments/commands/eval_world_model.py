@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from experiments.arg_types import positive_int
+from experiments.arg_types import device, positive_int
 from world_models.perceptual import BACKENDS
 from world_models.runs import new_run_dir
 
@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="perceptual distance per frame: stlpips (offline, default), lpips (optional extra), "
         "none (skip)",
     )
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", type=device, default="cpu", help="torch device (cpu, cuda)")
     parser.add_argument("--out", help="report folder (default: runs/eval-world-model/<time>/)")
 
 

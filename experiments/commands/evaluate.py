@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from experiments.arg_types import positive_int
+from experiments.arg_types import device, positive_int
 
 NAME = "evaluate"
 HELP = "Score a policy in a real env: success rate / return with 95% CI, best and worst videos"
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--out", help="folder for results.json and videos (default: runs/evaluate/<time>)"
     )
-    parser.add_argument("--device", default="cpu", help="torch device for the policy")
+    parser.add_argument("--device", type=device, default="cpu", help="torch device for the policy")
     parser.add_argument("--threads", type=positive_int, help="CPU threads for torch")
 
 

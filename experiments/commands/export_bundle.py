@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from experiments.arg_types import positive_int
 
@@ -42,22 +43,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _replaceable(out: Path) -> bool:
+    """Whether `out` may be replaced: an empty folder, or a bundle (its config says so)."""
+    import json
+
+    from world_models.bundle import FORMAT
+
+    if not out.is_dir():
+        return False
+    try:
+        return json.loads((out / "config.json").read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return not any(out.iterdir())
+
+
 def run(args: argparse.Namespace) -> int:
-    import os
     import shutil
-    from pathlib import Path
 
     import torch
 
+    from data_collection.datasets import replace_dir
     from data_collection.sequence_view import SequenceView
     from envs.dream import dream_world_model, load_dream_bundle
     from world_models.bundle import BundleError, save_bundle, start_contexts
     from world_models.runs import load_trained
 
+    out = Path(args.out)
+    if out.exists() and not _replaceable(out):
+        raise FileExistsError(
+            f"--out {out} exists and is not a bundle; it is only ever replaced when it is one: "
+            "choose a new folder"
+        )
     view = SequenceView(args.dataset, data_dir=args.data_dir)
     view.require_images("a bundle")
-    out = Path(args.out)
     draft = out.with_name(f".{out.name}.draft")  # checked as a dream env loads it, then moved
+    shutil.rmtree(draft, ignore_errors=True)  # left by a killed export
     save_bundle(
         draft,
         env_id=view.env_id,
@@ -78,7 +98,6 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:  # BundleError is one
         shutil.rmtree(draft)
         raise BundleError(f"no bundle written to {out}: {err}") from err
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(draft, out)
+    replace_dir(draft, out)
     print(f"bundle: {out}")
     return 0

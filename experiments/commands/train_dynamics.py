@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from experiments.arg_types import positive_int
 from experiments.train_args import add_train_arguments, train_config_from_args
 
 NAME = "train-dynamics"
@@ -39,11 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--context-length",
-        type=int,
+        type=positive_int,
         help="real frames in each bundle start context (default: dreamer 1, masked-video 10)",
     )
     parser.add_argument(
-        "--horizon", type=int, default=200, help="dream episode length (default 200)"
+        "--horizon", type=positive_int, default=200, help="dream episode length (default 200)"
     )
     parser.add_argument(
         "--holdout",

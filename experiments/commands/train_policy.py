@@ -6,6 +6,7 @@ import argparse
 from dataclasses import fields
 from typing import Any
 
+from experiments.arg_types import device, nonnegative_int, positive_int
 from experiments.train_args import add_train_arguments, train_config_from_args
 from world_models.trainer import TrainConfig
 
@@ -27,12 +28,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--init", help="diffusion in a dream env: folder of the BC policy to improve (the anchor)"
     )
     parser.add_argument("--bundle", help="world-model bundle folder for a dream env")
-    parser.add_argument("--num-envs", type=int, help="parallel envs (default: from the config)")
+    parser.add_argument(
+        "--num-envs", type=positive_int, help="parallel envs (default: from the config)"
+    )
     parser.add_argument("--eval-env", help="real env id scored every --eval-every steps")
-    parser.add_argument("--eval-every", type=int, default=0, help="steps between real evals")
-    parser.add_argument("--eval-episodes", type=int, default=10, help="episodes per real eval")
+    parser.add_argument(
+        "--eval-every", type=nonnegative_int, default=0, help="steps between real evals (0: off)"
+    )
+    parser.add_argument(
+        "--eval-episodes", type=positive_int, default=10, help="episodes per real eval"
+    )
     parser.add_argument(
         "--device",
+        type=device,
         default="cpu",
         help="torch device (cpu, cuda) for SB3 and imagination; BC uses CUDA when there is one",
     )
@@ -46,8 +54,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# options each kind of training does not take (a value other than None or 0 is refused)
+NOT_TAKEN = {
+    "behaviour cloning": ("init", "bundle", "num_envs", "eval_env", "eval_every"),
+    "imagination": ("dataset",),
+    "SB3": ("dataset", "init"),
+}
+
+
 def run(args: argparse.Namespace) -> int:
     run_dir, train, overrides = train_config_from_args(args)
+    kind = "SB3" if args.algo != "diffusion" else "behaviour cloning" if args.dataset else None
+    kind = kind or "imagination"
+    unused = [name for name in NOT_TAKEN[kind] if getattr(args, name) not in (None, 0)]
+    if unused:
+        flags = ", ".join("--" + name.replace("_", "-") for name in unused)
+        raise ValueError(f"{flags}: not used by {kind} (--algo {args.algo})")
+    if kind != "behaviour cloning" and args.steps == 0:
+        raise ValueError(f"--steps must be >= 1 for {kind}")
     if not (args.algo == "diffusion" and args.dataset):
         given = {f.name for f in fields(TrainConfig) if getattr(args, f.name) is not None}
         unused = sorted(given - {"steps", "seed", "ckpt_every"})
@@ -77,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
                 args.init,
                 args.env,
                 run_dir,
-                steps=args.steps or 100,
+                steps=100 if args.steps is None else args.steps,
                 seed=train.seed,
                 ckpt_every=args.ckpt_every or 25,
                 **_env_settings(args, overrides),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from experiments.arg_types import positive_int
 from experiments.train_args import add_train_arguments, train_config_from_args
 
 NAME = "train-tokenizer"
@@ -21,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--perceptual-frames",
-        type=int,
+        type=positive_int,
         help="compute the perceptual term on at most this many random frames per batch "
         "(it dominates CPU cost; default: all)",
     )
