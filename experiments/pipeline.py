@@ -12,14 +12,15 @@ Stages, in order, each in its own part of the run folder `runs/<experiment>/<tim
 | score | score every agent and the baselines in the real env | `scores/` |
 | report | `report.md`, plots, GIFs, TensorBoard summaries | `report.md`, `report/` |
 
-`config.json` holds the run's settings. A stage writes `stages/<name>.json` when it starts
-("running"), fails ("failed", with the error) or succeeds ("done", with its outputs relative to
-the run folder). Rerunning on the same folder skips a stage whose marker says done, whose outputs
-exist, whose settings (with those of the stages it needs) are unchanged and none of whose inputs
-was rebuilt; `start` ("--from") reruns that stage and every later one. An interrupted training
-stage with unchanged settings and inputs continues from its latest checkpoint (the policies
-stage keeps the agents it finished); any other stage that runs again first removes what it
-wrote before.
+`config.json` holds the run's settings; a folder that holds files but no such `config.json` is
+refused, so that no stage deletes files it did not write. A stage writes `stages/<name>.json`
+when it starts ("running"), fails ("failed", with the error) or succeeds ("done", with its
+outputs relative to the run folder). Rerunning on the same folder skips a stage whose marker
+says done, whose outputs exist, whose settings (with those of the stages it needs) are unchanged
+and none of whose inputs was rebuilt; `start` ("--from") reruns that stage and every later one.
+An interrupted training stage with unchanged settings and inputs continues from its latest
+checkpoint (the policies stage keeps the agents it finished); any other stage that runs again
+first removes what it wrote before.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from experiments.pipeline_config import check_device, check_run_folder
 from experiments.pipeline_stages import STAGE_NAMES, STAGES, Context
 from world_models.checkpoint import write_json
 
@@ -94,10 +96,13 @@ def run_pipeline(
     log: Callable[[str], None] = print,
 ) -> dict[str, str]:
     """Run the stages that need to run (see the module docstring); returns {stage: "ran" or
-    "skipped"}. A failing stage raises `StageFailed`; earlier stages' outputs stay."""
+    "skipped"}. A failing stage raises `StageFailed`; earlier stages' outputs stay. `run_dir`
+    must be new, empty or a run (`FileExistsError` otherwise), and `config["device"]` exist."""
     if start is not None and start not in STAGE_NAMES:
         raise ValueError(f"unknown stage {start!r}; stages: {', '.join(STAGE_NAMES)}")
     run_dir = Path(run_dir).resolve()
+    check_device(config["device"])
+    check_run_folder(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", config)
     digests = fingerprints(config)

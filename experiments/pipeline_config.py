@@ -8,6 +8,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,82 @@ AGENT_DEFAULTS: dict[str, Any] = {
     "eval_every": 0,  # > 0: score in the real env during training (TensorBoard "return")
     "eval_episodes": 10,
 }
+RUN_KEYS = ("experiment", "env", "collect", "policies")  # a pipeline run's config.json has them
+
+# The kind of value each setting takes (see KINDS; "... or null" also allows null), by section.
+TYPES: dict[str, Any] = {
+    "experiment": "a string or null",
+    "env": "a string",
+    "device": "a string",
+    "collect": {
+        "policy": "a string",
+        "episodes": "an integer",
+        "epsilon": "a number",
+        "seed": "an integer",
+        "dataset_id": "a string or null",
+    },
+    "tokenizer": {
+        "kind": "a string",
+        "perceptual": "a string",
+        "perceptual_frames": "an integer or null",
+        "model": "a JSON object",
+        "train": "a JSON object",
+    },
+    "dynamics": {
+        "model": "a JSON object",
+        "train": "a JSON object",
+        "context_length": "an integer",
+        "horizon": "an integer",
+    },
+    "eval_world_model": {
+        "context": "an integer",
+        "horizon": "an integer",
+        "windows": "an integer",
+        "num_steps": "a list of integers",
+    },
+    "score": {
+        "episodes": "an integer",
+        "max_steps": "an integer or null",
+        "baselines": "a list of strings",
+        "temperature": "a number >= 0",
+    },
+}
+AGENT_TYPES: dict[str, str] = {
+    "name": "a string",
+    "algo": "a string",
+    "train_in": "a string",
+    "steps": "an integer or null",
+    "num_envs": "an integer or null",
+    "settings": "a JSON object",
+    "train": "a JSON object",
+    "init": "a string or null",
+    "seed": "an integer",
+    "eval_every": "an integer",
+    "eval_episodes": "an integer",
+}
+TRAIN_TYPES: dict[str, str] = {
+    f.name: "an integer" if type(f.default) is int else "a number"
+    for f in dataclasses.fields(TrainConfig)
+}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return _is_int(value) or isinstance(value, float)
+
+
+KINDS: dict[str, Callable[[Any], bool]] = {
+    "an integer": _is_int,
+    "a number": _is_number,
+    "a number >= 0": lambda v: _is_number(v) and 0 <= v < math.inf,
+    "a string": lambda v: isinstance(v, str),
+    "a JSON object": lambda v: isinstance(v, dict),
+    "a list of integers": lambda v: isinstance(v, list) and all(map(_is_int, v)),
+    "a list of strings": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+}
 
 
 def config_names() -> list[str]:
@@ -99,9 +176,22 @@ def _merge(raw: Any, defaults: dict[str, Any], where: str) -> dict[str, Any]:
     return {**defaults, **raw}
 
 
+def _check_types(values: dict[str, Any], types: dict[str, Any], where: str) -> None:
+    """Each setting in `values` has the kind `types` gives it (sections are checked apart)."""
+    for key, kind in types.items():
+        if not isinstance(kind, str) or key not in values:
+            continue
+        value = values[key]
+        if value is None and kind.endswith(" or null"):
+            continue
+        if not KINDS[kind.removesuffix(" or null")](value):
+            raise ValueError(f"{where}{key} must be {kind}, got {value!r}")
+
+
 def _check_train(train: Any, where: str) -> None:
-    """`train` must be a dict of TrainConfig fields."""
-    _merge(train, {f.name: None for f in dataclasses.fields(TrainConfig)}, where)
+    """`train` must be a dict of TrainConfig fields of the right kinds."""
+    _merge(train, dict.fromkeys(TRAIN_TYPES), where)
+    _check_types(train, TRAIN_TYPES, f"{where}.")
 
 
 def _check_agents(agents: Any, baselines: list[str]) -> list[dict[str, Any]]:
@@ -118,6 +208,7 @@ def _check_agents(agents: Any, baselines: list[str]) -> list[dict[str, Any]]:
             raise ValueError(f"{where}: the name is already taken by another policy")
         if algo not in ALGOS:
             raise ValueError(f"{where}: algo must be one of {ALGOS}, got {algo!r}")
+        _check_types(agent, AGENT_TYPES, f"policies[{i}].")
         if agent["train_in"] not in ("dream", "real") or (
             agent["train_in"] == "real" and algo not in SB3
         ):
@@ -129,10 +220,7 @@ def _check_agents(agents: Any, baselines: list[str]) -> list[dict[str, Any]]:
                     f"{where}: init must name an earlier bc or imagination agent, "
                     f"got {agent['init']!r}"
                 )
-        for key in ("settings", "train"):
-            if not isinstance(agent[key], dict):
-                raise ValueError(f"{where}: {key} must be a JSON object")
-        _check_train(agent["train"], f"{where}.train")
+        _check_train(agent["train"], f"policies[{i}].train")
         out.append(agent)
     return out
 
@@ -148,11 +236,12 @@ def validate_config(raw: Any, default_experiment: str = "pipeline") -> dict[str,
     from data_collection.policies import POLICY_KINDS
 
     config = _merge(raw, DEFAULTS, "the config")
+    if not isinstance(config["env"], str):
+        raise ValueError("the config needs `env`: the id of the real env, e.g. LaneSim-v0")
+    _check_types(config, TYPES, "")
     config["experiment"] = config["experiment"] or default_experiment
     if not NAME_RE.fullmatch(config["experiment"]):
         raise ValueError(f"experiment {config['experiment']!r}: use letters, digits, '-', '_'")
-    if not isinstance(config["env"], str):
-        raise ValueError("the config needs `env`: the id of the real env, e.g. LaneSim-v0")
     try:
         gym.spec(config["env"])
     except gym.error.Error as err:
@@ -161,32 +250,68 @@ def validate_config(raw: Any, default_experiment: str = "pipeline") -> dict[str,
         raise ValueError(f"env must be a real env (the pipeline learns its dream): {config['env']}")
     for section in ("collect", "tokenizer", "dynamics", "eval_world_model", "score"):
         config[section] = _merge(config[section], DEFAULTS[section], section)
+        _check_types(config[section], TYPES[section], f"{section}.")
     if config["collect"]["policy"] not in POLICY_KINDS:
         raise ValueError(f"collect.policy must be one of {POLICY_KINDS}")
     for section in ("tokenizer", "dynamics"):
         _check_train(config[section]["train"], f"{section}.train")
-        if not isinstance(config[section]["model"], dict):
-            raise ValueError(f"{section}.model must be a JSON object")
     baselines = config["score"]["baselines"]
-    if not isinstance(baselines, list) or not set(baselines) <= set(BASELINES):
+    if not set(baselines) <= set(BASELINES):
         raise ValueError(f"score.baselines must be a list drawn from {BASELINES}")
-    temperature = config["score"]["temperature"]
-    number = isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
-    if not number or not 0 <= temperature < math.inf:
-        raise ValueError(f"score.temperature must be a number >= 0, got {temperature!r}")
     config["policies"] = _check_agents(config["policies"], baselines)
     return config
 
 
-def unfinished_run(root: str | os.PathLike, experiment: str) -> Path | None:
-    """The newest run folder of `experiment` under `root` if its report stage is not done."""
+def check_device(device: str) -> None:
+    """A clear `ValueError` unless this machine has the torch device `device`."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(
+            f"device {device!r} is not a torch device ({err}); use cpu or cuda"
+        ) from err
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} but CUDA is not available; use a -cpu config")
+    if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise ValueError(f"device {device!r} but this machine has {count} CUDA device(s)")
+
+
+def is_run_dir(path: str | os.PathLike) -> bool:
+    """Whether `path` holds a pipeline run: the `config.json` that `run_pipeline` writes."""
+    try:
+        config = read_json(Path(path) / "config.json")
+    except ValueError:  # missing or corrupt
+        return False
+    return isinstance(config, dict) and set(RUN_KEYS) <= set(config)
+
+
+def check_run_folder(path: str | os.PathLike) -> None:
+    """Refuse a folder that holds files but no pipeline run: the stages would delete them."""
+    path = Path(path)
+    if path.is_dir() and any(path.iterdir()) and not is_run_dir(path):
+        raise FileExistsError(
+            f"{path} holds files but no pipeline run (no run's config.json), and the stages "
+            "would delete some of them: give a new or empty folder"
+        )
+
+
+def unfinished_run(
+    root: str | os.PathLike, experiment: str, finished_when: str | None = None
+) -> Path | None:
+    """The newest run folder of `experiment` under `root` unless it finished: its report stage
+    is done and the file `finished_when` (relative to the run folder, if given) exists."""
     from experiments.pipeline import read_marker  # it imports this module
 
-    runs = sorted(p for p in Path(root, experiment).glob("*") if (p / "config.json").is_file())
+    runs = sorted(p for p in Path(root, experiment).glob("*") if is_run_dir(p))
     if not runs:
         return None
     marker = read_marker(runs[-1], "report")
-    return None if marker and marker.get("status") == "done" else runs[-1]
+    done = marker and marker.get("status") == "done"
+    extra = finished_when is None or (runs[-1] / finished_when).exists()
+    return None if done and extra else runs[-1]
 
 
 def prepare(
@@ -196,30 +321,34 @@ def prepare(
     device: str | None = None,
     root: str = "runs",
     new: bool = False,
+    finished_when: str | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """(config, run folder): the config from `config_arg` or, when resuming without one, the
-    run folder's `config.json`; the folder is `out`, `resume_dir` (must hold a run), else the
-    newest unfinished run of the experiment under `root` (so rerunning after a crash or Ctrl-C
-    continues it), else a new `root/<experiment>/<time>/`; `new` always starts a new one.
-    `device` overrides the config's."""
+    run folder's `config.json`; the folder is `out` (empty, new or a run), `resume_dir` (must
+    hold a run), else the newest unfinished run of the experiment under `root` (so rerunning
+    after a crash or Ctrl-C continues it; see `unfinished_run` for `finished_when`), else a new
+    `root/<experiment>/<time>/`; `new` always starts a new one. `device` overrides the
+    config's; this machine must have it."""
     from world_models.runs import new_run_dir
 
     if out and resume_dir:
         raise ValueError("give --out or --resume-dir, not both")
-    if resume_dir and not (Path(resume_dir) / "config.json").is_file():
+    if resume_dir and not is_run_dir(resume_dir):
         raise FileNotFoundError(f"--resume-dir {resume_dir} holds no pipeline run (no config.json)")
     folder = out or resume_dir
     if config_arg:
         config = load_config(config_arg)
-    elif folder and (Path(folder) / "config.json").is_file():
+    elif folder and is_run_dir(folder):
         config = validate_config(read_json(Path(folder) / "config.json"))
     else:
         raise ValueError(f"give a CONFIG (a file or one of {config_names()}), or --resume-dir")
     if device:
         config["device"] = device
+    check_device(config["device"])
     if folder:
+        check_run_folder(folder)
         return config, Path(folder)
-    earlier = None if new else unfinished_run(root, config["experiment"])
+    earlier = None if new else unfinished_run(root, config["experiment"], finished_when)
     if earlier is not None:
         print(f"continuing the unfinished run {earlier} (--new starts a fresh one)", flush=True)
         return config, earlier

@@ -8,10 +8,22 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from experiments.cli import main
+from experiments.commands.demo import LEAGUE
 from experiments.pipeline import StageFailed, read_marker, run_pipeline
-from experiments.pipeline_config import config_names, load_config, prepare, validate_config
+from experiments.pipeline_config import (
+    AGENT_DEFAULTS,
+    AGENT_TYPES,
+    DEFAULTS,
+    TYPES,
+    check_run_folder,
+    config_names,
+    load_config,
+    prepare,
+    validate_config,
+)
 from experiments.pipeline_stages import STAGE_NAMES
 
 
@@ -205,8 +217,120 @@ def test_shipped_configs_are_valid():
         ({"policies": [{"name": "expert", "algo": "ppo"}]}, "already taken"),
         ({"score": {"temperature": -1}}, "temperature must be a number >= 0"),
         ({"score": {"temperature": True}}, "temperature must be a number >= 0"),
+        ({"score": {"episodes": "3"}}, "score.episodes must be an integer, got '3'"),
+        ({"collect": {"episodes": 2.5}}, "collect.episodes must be an integer, got 2.5"),
+        ({"eval_world_model": {"num_steps": 4}}, "num_steps must be a list of integers, got 4"),
+        ({"tokenizer": {"train": {"lr": "fast"}}}, "tokenizer.train.lr must be a number"),
+        ({"device": 0}, "device must be a string, got 0"),
+        ({"experiment": 3}, "experiment must be a string or null, got 3"),
+        (
+            {"policies": [{"name": "a", "algo": "ppo", "steps": "abc"}]},
+            r"policies\[0\]\.steps must be an integer or null, got 'abc'",
+        ),
+        (
+            {"policies": [{"name": "a", "algo": "bc", "train": {"steps": True}}]},
+            r"policies\[0\]\.train\.steps must be an integer, got True",
+        ),
     ],
 )
 def test_config_errors_are_clear(change, message):
     with pytest.raises(ValueError, match=message):
         validate_config({"env": "MiniGridPixels-Empty-8x8-v0", **change})
+
+
+def test_every_setting_has_a_type():
+    assert set(TYPES) == set(DEFAULTS) - {"policies"}
+    for section, defaults in DEFAULTS.items():
+        if isinstance(defaults, dict):
+            assert set(TYPES[section]) == set(defaults), section
+    assert set(AGENT_TYPES) == set(AGENT_DEFAULTS)
+
+
+def test_a_cuda_config_without_cuda_fails_up_front(monkeypatch, tmp_path):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    message = "device 'cuda' but CUDA is not available; use a -cpu config"
+    with pytest.raises(ValueError, match=message):
+        prepare("doorkey-gpu", out=str(tmp_path / "a"))
+    with pytest.raises(ValueError, match=message):
+        run_pipeline({**load_config("tiny"), "device": "cuda"}, tmp_path / "b", log=quiet)
+    assert not (tmp_path / "b").exists()  # nothing ran
+    config, _ = prepare("doorkey-gpu", out=str(tmp_path / "a"), device="cpu")
+    assert config["device"] == "cpu"
+    with pytest.raises(ValueError, match="not a torch device"):
+        prepare("tiny", out=str(tmp_path / "a"), device="nodevice")
+
+
+def test_out_refuses_a_folder_that_holds_no_run(finished, tmp_path, capsys):
+    _, run_dir, _ = finished
+    victim, bundle_like = tmp_path / "victim", tmp_path / "bundle"
+    for folder in (victim, bundle_like):
+        (folder / "data").mkdir(parents=True)
+        (folder / "data" / "keep.txt").write_text("mine")
+    (bundle_like / "config.json").write_text('{"model": {}}')  # a config.json, not a run's
+    for option, folder in (("--out", victim), ("--resume-dir", bundle_like)):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["pipeline", "tiny", option, str(folder)])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "no pipeline run" in err
+        assert (folder / "data" / "keep.txt").read_text() == "mine"
+    with pytest.raises(FileExistsError, match="give a new or empty folder"):
+        run_pipeline(load_config("tiny"), victim, log=quiet)
+    (tmp_path / "empty").mkdir()
+    for fine in (tmp_path / "missing", tmp_path / "empty", run_dir):
+        check_run_folder(fine)
+
+
+@pytest.fixture
+def small_league_ppo(monkeypatch):
+    """PPO in Dream-League-v0 with one env and 16-step rollouts, so a demo's League run takes
+    seconds."""
+    import agents.baselines as baselines
+
+    original = baselines.agent_settings
+
+    def settings(env_id, algo, path=baselines.CONFIG_PATH):
+        out = original(env_id, algo, path)
+        if env_id == "Dream-League-v0":
+            small = {"n_steps": 16, "batch_size": 16, "n_epochs": 1}
+            out = {**out, "num_envs": 1, "kwargs": {**out["kwargs"], **small}}
+        return out
+
+    monkeypatch.setattr(baselines, "agent_settings", settings)
+
+
+def test_a_demo_rerun_continues_its_run_and_the_league_ppo(
+    finished, tmp_path, monkeypatch, capsys, small_league_ppo
+):
+    _, run_dir, _ = finished
+    run = tmp_path / "runs" / "tiny" / "20260101-000000"
+    shutil.copytree(run_dir, run)
+    monkeypatch.chdir(tmp_path)
+    demo = ["demo", "--config", "tiny", "--ppo-steps", "16", "--episodes", "1"]
+
+    def rerun(*extra: str) -> str:
+        with pytest.raises(SystemExit) as exit_info:
+            main([*demo, *extra])
+        out, err = capsys.readouterr()
+        assert exit_info.value.code == 0, err
+        return out
+
+    # the pipeline finished but the League run did not: the demo continues this run
+    out = rerun()
+    assert "continuing the unfinished run runs/tiny/20260101-000000" in out
+    results = run / LEAGUE / "results.json"
+    assert results.is_file() and out.count("done, skipped") == len(STAGE_NAMES)
+    # killed while scoring: the PPO run resumes from its checkpoint
+    results.unlink()
+    out = rerun()
+    assert "steps in Dream-League-v0 (the shipped world model), resuming" in out
+    assert results.is_file()
+    # finished: a rerun on its folder skips the League run
+    agent = run / LEAGUE / "ppo.zip"
+    before = agent.stat().st_mtime_ns
+    out = rerun("--out", str(run))
+    assert "PPO in Dream-League-v0: done, skipped" in out and "1 episodes of LaneSim-v0" in out
+    assert agent.stat().st_mtime_ns == before
+    # and a plain rerun starts a new run
+    _, fresh = prepare("tiny", root="runs", finished_when=f"{LEAGUE}/results.json")
+    assert fresh.resolve() != run and fresh.parent.resolve() == run.parent

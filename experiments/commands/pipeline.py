@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     where.add_argument(
         "--out",
         help="run folder (default: the experiment's newest unfinished run, else a new "
-        "runs/<experiment>/<time>/); an existing run resumes",
+        "runs/<experiment>/<time>/); a new or empty folder, or an earlier run, which resumes",
     )
     where.add_argument("--resume-dir", help="run folder of an earlier run to continue")
     where.add_argument(
