@@ -58,6 +58,15 @@ AGENT_DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "eval_every": 0,  # > 0: score in the real env during training (TensorBoard "return")
     "eval_episodes": 10,
+    # bc only: {"policy": "expert", "episodes": N, "seed": S, "epsilon": e} collects the
+    # demonstrations BC learns from; null: the run's dataset (what the world model learns from)
+    "demos": None,
+}
+DEMOS_TYPES: dict[str, str] = {
+    "policy": "a string",
+    "episodes": "an integer",
+    "seed": "an integer",
+    "epsilon": "a number",
 }
 RUN_KEYS = ("experiment", "env", "collect", "policies")  # a pipeline run's config.json has them
 
@@ -111,6 +120,7 @@ AGENT_TYPES: dict[str, str] = {
     "seed": "an integer",
     "eval_every": "an integer",
     "eval_episodes": "an integer",
+    "demos": "a JSON object or null",
 }
 TRAIN_TYPES: dict[str, str] = {
     f.name: "an integer" if type(f.default) is int else "a number"
@@ -221,8 +231,27 @@ def _check_agents(agents: Any, baselines: list[str]) -> list[dict[str, Any]]:
                     f"got {agent['init']!r}"
                 )
         _check_train(agent["train"], f"policies[{i}].train")
+        if agent["demos"] is not None:
+            agent["demos"] = _check_demos(agent, where)
         out.append(agent)
     return out
+
+
+def _check_demos(agent: dict[str, Any], where: str) -> dict[str, Any]:
+    """A bc agent's demonstrations: policy, episodes (>= 1), seed, epsilon (noisy)."""
+    from data_collection.policies import POLICY_KINDS
+
+    if agent["algo"] != "bc":
+        raise ValueError(f"{where}: demos are for bc agents")
+    demos = _merge(
+        agent["demos"],
+        {"policy": "expert", "episodes": None, "seed": 0, "epsilon": 0.2},
+        f"{where}.demos",
+    )
+    _check_types(demos, DEMOS_TYPES, f"{where}.demos.")
+    if demos["policy"] not in POLICY_KINDS or demos["episodes"] < 1:
+        raise ValueError(f"{where}.demos: policy one of {POLICY_KINDS}, episodes >= 1")
+    return demos
 
 
 def validate_config(raw: Any, default_experiment: str = "pipeline") -> dict[str, Any]:

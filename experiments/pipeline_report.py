@@ -26,7 +26,10 @@ def describe(name: str, config: dict[str, Any]) -> str:
         where = "dream" if agent["train_in"] == "dream" else "real env"
         return f"{agent['algo'].upper()} in the {where}"
     if agent["algo"] == "bc":
-        return "diffusion policy, BC on the dataset"
+        demos = agent.get("demos")
+        if demos is None:
+            return "diffusion policy, BC on the dataset"
+        return f"diffusion policy, BC on {demos['episodes']} {demos['policy']} episodes"
     return f"diffusion policy, imagination in the dream from {agent['init']}"
 
 

@@ -158,7 +158,7 @@ def _train_agent(agent: dict[str, Any], ctx: Context, trained: dict[str, Path]) 
         from agents.bc import train_bc
 
         return train_bc(
-            ctx.dataset_id,
+            _demos(agent, ctx, resume),
             folder,
             TrainConfig(**agent["train"]),
             ctx.data_dir,
@@ -204,10 +204,38 @@ def _train_agent(agent: dict[str, Any], ctx: Context, trained: dict[str, Path]) 
     )
 
 
+def _demos(agent: dict[str, Any], ctx: Context, resume: bool) -> str:
+    """The dataset a bc agent learns from: the run's, or its own demonstrations, collected
+    into the run's data folder (kept when its training resumes)."""
+    from data_collection.datasets import dataset_dir
+    from data_collection.recording import collect
+
+    demos = agent["demos"]
+    if demos is None:
+        return ctx.dataset_id
+    dataset_id = f"pipeline/{ctx.config['experiment']}-{agent['name']}-demos-v0"
+    if not (resume and dataset_dir(dataset_id, ctx.data_dir).exists()):
+        ctx.log(f"    {demos['episodes']} {demos['policy']} episodes to learn from")
+        collect(
+            ctx.env_id,
+            demos["policy"],
+            demos["episodes"],
+            dataset_id,
+            data_dir=ctx.data_dir,
+            seed=demos["seed"],
+            force=True,
+            epsilon=demos["epsilon"],
+            progress=False,
+        )
+    return dataset_id
+
+
 def _policies(ctx: Context) -> StageResult:
     trained: dict[str, Path] = {}
     for agent in ctx.config["policies"]:
-        where = "dataset" if agent["algo"] == "bc" else agent["train_in"]
+        where = agent["train_in"]
+        if agent["algo"] == "bc":
+            where = "the dataset" if agent["demos"] is None else f"{agent['demos']['policy']} demos"
         saved = _saved_policy(agent, ctx)
         if ctx.resume and saved.exists():
             ctx.log(f"  {agent['name']}: trained before the interruption, kept")

@@ -67,6 +67,8 @@ def test_every_stage_runs_and_writes_its_outputs(finished):
     report = (run_dir / "report.md").read_text()
     for text in ("## Summary", "PPO in the dream", "| dream K=2 |", "report/scores.png"):
         assert text in report
+    assert "BC on 2 expert episodes" in report  # the bc agent's own demonstrations
+    assert (run_dir / "data" / "pipeline" / "tiny-bc-demos-v0").is_dir()
     for name in ("scores.png", "real_vs_dream.gif", "ppo-best.gif"):
         assert (run_dir / "report" / name).stat().st_size > 0
     assert list((run_dir / "tensorboard").iterdir())
@@ -230,6 +232,11 @@ def test_shipped_configs_are_valid():
         (
             {"policies": [{"name": "a", "algo": "bc", "train": {"steps": True}}]},
             r"policies\[0\]\.train\.steps must be an integer, got True",
+        ),
+        ({"policies": [{"name": "a", "algo": "ppo", "demos": {}}]}, "demos are for bc agents"),
+        (
+            {"policies": [{"name": "a", "algo": "bc", "demos": {"episodes": 0}}]},
+            "episodes >= 1",
         ),
     ],
 )
