@@ -29,16 +29,28 @@ def nonnegative_int(text: str) -> int:
     return value
 
 
-def device(text: str) -> str:
-    """A torch device this machine has: cpu, cuda, cuda:N, mps."""
+def check_device(device: str) -> None:
+    """A clear `ValueError` unless this machine has the torch device `device` (cpu, cuda,
+    cuda:N, mps)."""
     import torch
 
     try:
-        dev = torch.device(text)
+        parsed = torch.device(device)
     except RuntimeError:
-        raise argparse.ArgumentTypeError(f"not a torch device: {text!r} (cpu, cuda)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError(f"{text!r}, but CUDA is not available here: use cpu")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise argparse.ArgumentTypeError(f"{text!r}, but MPS is not available here: use cpu")
+        raise ValueError(f"device {device!r} is not a torch device; use cpu or cuda") from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} but CUDA is not available; use cpu (a -cpu config)")
+    if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise ValueError(f"device {device!r} but this machine has {count} CUDA device(s)")
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} but MPS is not available; use cpu")
+
+
+def device(text: str) -> str:
+    """`--device`: a torch device this machine has (see `check_device`)."""
+    try:
+        check_device(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
     return text

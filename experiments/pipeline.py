@@ -33,7 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from experiments.pipeline_config import check_device, check_run_folder
+from experiments.arg_types import check_device
+from experiments.pipeline_config import check_run_folder
 from experiments.pipeline_stages import STAGE_NAMES, STAGES, Context
 from world_models.checkpoint import write_json
 
@@ -48,16 +49,26 @@ class StageFailed(Exception):
         self.statuses = statuses
 
 
+# agent settings added after runs were recorded: at these values they leave a digest as it was
+LATER_AGENT_DEFAULTS = {"demos": None}
+
+
 def fingerprints(config: dict[str, Any]) -> dict[str, str]:
     """A digest per stage of its settings and of the digests of the stages it needs."""
     out: dict[str, str] = {}
     for stage in STAGES:
         settings = {"env": config["env"], "experiment": config["experiment"]}
         settings["own"] = config.get(stage.name)
+        if stage.name == "policies":
+            settings["own"] = [_as_recorded(agent) for agent in settings["own"]]
         settings["needs"] = [out[n] for n in stage.needs]
         text = json.dumps(settings, sort_keys=True, default=str)
         out[stage.name] = hashlib.sha256(text.encode()).hexdigest()[:16]
     return out
+
+
+def _as_recorded(agent: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in agent.items() if LATER_AGENT_DEFAULTS.get(k, ...) != v}
 
 
 def marker_path(run_dir: Path, stage: str) -> Path:

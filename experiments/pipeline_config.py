@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from experiments.arg_types import check_device
 from world_models.checkpoint import read_json
 from world_models.trainer import TrainConfig
 
@@ -219,6 +220,9 @@ def _check_agents(agents: Any, baselines: list[str]) -> list[dict[str, Any]]:
         if algo not in ALGOS:
             raise ValueError(f"{where}: algo must be one of {ALGOS}, got {algo!r}")
         _check_types(agent, AGENT_TYPES, f"policies[{i}].")
+        for key in ("steps", "num_envs"):
+            if agent[key] is not None and agent[key] < 1:
+                raise ValueError(f"{where}: {key} must be >= 1 (or null: the default)")
         if agent["train_in"] not in ("dream", "real") or (
             agent["train_in"] == "real" and algo not in SB3
         ):
@@ -251,6 +255,8 @@ def _check_demos(agent: dict[str, Any], where: str) -> dict[str, Any]:
     _check_types(demos, DEMOS_TYPES, f"{where}.demos.")
     if demos["policy"] not in POLICY_KINDS or demos["episodes"] < 1:
         raise ValueError(f"{where}.demos: policy one of {POLICY_KINDS}, episodes >= 1")
+    if not 0 <= demos["epsilon"] <= 1:
+        raise ValueError(f"{where}.demos.epsilon must be in [0, 1], got {demos['epsilon']}")
     return demos
 
 
@@ -289,23 +295,6 @@ def validate_config(raw: Any, default_experiment: str = "pipeline") -> dict[str,
         raise ValueError(f"score.baselines must be a list drawn from {BASELINES}")
     config["policies"] = _check_agents(config["policies"], baselines)
     return config
-
-
-def check_device(device: str) -> None:
-    """A clear `ValueError` unless this machine has the torch device `device`."""
-    import torch
-
-    try:
-        parsed = torch.device(device)
-    except RuntimeError as err:
-        raise ValueError(
-            f"device {device!r} is not a torch device ({err}); use cpu or cuda"
-        ) from err
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} but CUDA is not available; use a -cpu config")
-    if parsed.type == "cuda" and (parsed.index or 0) >= torch.cuda.device_count():
-        count = torch.cuda.device_count()
-        raise ValueError(f"device {device!r} but this machine has {count} CUDA device(s)")
 
 
 def is_run_dir(path: str | os.PathLike) -> bool:

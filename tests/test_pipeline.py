@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 
 import pytest
@@ -12,7 +13,7 @@ import torch
 
 from experiments.cli import main
 from experiments.commands.demo import LEAGUE
-from experiments.pipeline import StageFailed, read_marker, run_pipeline
+from experiments.pipeline import StageFailed, fingerprints, read_marker, run_pipeline
 from experiments.pipeline_config import (
     AGENT_DEFAULTS,
     AGENT_TYPES,
@@ -255,7 +256,7 @@ def test_every_setting_has_a_type():
 
 def test_a_cuda_config_without_cuda_fails_up_front(monkeypatch, tmp_path):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    message = "device 'cuda' but CUDA is not available; use a -cpu config"
+    message = re.escape("device 'cuda' but CUDA is not available; use cpu (a -cpu config)")
     with pytest.raises(ValueError, match=message):
         prepare("doorkey-gpu", out=str(tmp_path / "a"))
     with pytest.raises(ValueError, match=message):
@@ -341,3 +342,13 @@ def test_a_demo_rerun_continues_its_run_and_the_league_ppo(
     # and a plain rerun starts a new run
     _, fresh = prepare("tiny", root="runs", finished_when=f"{LEAGUE}/results.json")
     assert fresh.resolve() != run and fresh.parent.resolve() == run.parent
+
+
+def test_settings_added_later_leave_recorded_runs_matching():
+    """A run recorded before an agent setting existed must not look changed (and retrain)."""
+    config = load_config("tiny")
+    before = {**config, "policies": [dict(a) for a in config["policies"]]}
+    for agent in before["policies"]:
+        if agent["demos"] is None:
+            del agent["demos"]
+    assert fingerprints(before) == fingerprints(config)

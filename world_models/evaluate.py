@@ -129,16 +129,19 @@ def evaluate_world_model(
     tol = reward_tolerance(batch["reward"])
     true_reward = tensors["reward"][:, context:].float()
     true_cont = ~tensors["is_terminal"][:, context:]
+    known = tensors["labeled"][:, context:].bool()  # unlabeled video has no rewards to score
     dreams = {}
     for k in num_steps:
         out = _imagine(bundle, tensors, tensors["action"], context, k, seed)
         dreams[k] = out.frame
-        results[f"dream_k{k}"] = {
-            **frame_metrics(out.frame),
-            "reward_accuracy": ((out.reward - true_reward).abs() <= tol).float().mean().item(),
-            "reward_mae": (out.reward - true_reward).abs().mean().item(),
-            "continue_accuracy": ((out.cont > 0.5) == true_cont).float().mean().item(),
-        }
+        results[f"dream_k{k}"] = frame_metrics(out.frame)
+        if known.any():
+            error = (out.reward - true_reward).abs()[known]
+            results[f"dream_k{k}"] |= {
+                "reward_accuracy": (error <= tol).float().mean().item(),
+                "reward_mae": error.mean().item(),
+                "continue_accuracy": ((out.cont > 0.5) == true_cont)[known].float().mean().item(),
+            }
     results["reward_tolerance"] = tol
     # Does the model use its actions? Each window's context, driven on by another window's
     # recorded actions: a model that ignores its actions scores as well as with the right ones.

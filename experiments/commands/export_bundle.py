@@ -39,7 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--horizon", type=positive_int, default=200, help="dream episode length")
     parser.add_argument(
-        "--num-steps", type=positive_int, default=4, help="shortcut steps K per frame"
+        "--num-steps",
+        type=positive_int,
+        help="shortcut steps K per frame (default: the dynamics model's num_sampling_steps)",
     )
 
 
@@ -76,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         )
     view = SequenceView(args.dataset, data_dir=args.data_dir)
     view.require_images("a bundle")
+    dynamics = load_trained(args.dynamics, "dynamics")
     draft = out.with_name(f".{out.name}.draft")  # checked as a dream env loads it, then moved
     shutil.rmtree(draft, ignore_errors=True)  # left by a killed export
     save_bundle(
@@ -83,14 +86,11 @@ def run(args: argparse.Namespace) -> int:
         env_id=view.env_id,
         observation_space=view.observation_space,
         action_space=view.action_space,
-        models={
-            "tokenizer": load_trained(args.tokenizer, "tokenizer"),
-            "dynamics": load_trained(args.dynamics, "dynamics"),
-        },
+        models={"tokenizer": load_trained(args.tokenizer, "tokenizer"), "dynamics": dynamics},
         contexts=start_contexts(
             view, args.contexts, args.context_length, anywhere=args.contexts_from == "anywhere"
         ),
-        sampling={"num_steps": args.num_steps},
+        sampling={"num_steps": args.num_steps or dynamics.config.num_sampling_steps},
         horizon=args.horizon,
     )
     try:

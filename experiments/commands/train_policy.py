@@ -63,24 +63,8 @@ NOT_TAKEN = {
 
 
 def run(args: argparse.Namespace) -> int:
+    _refuse_options_not_taken(args)  # before a run folder is made
     run_dir, train, overrides = train_config_from_args(args)
-    kind = "SB3" if args.algo != "diffusion" else "behaviour cloning" if args.dataset else None
-    kind = kind or "imagination"
-    unused = [name for name in NOT_TAKEN[kind] if getattr(args, name) not in (None, 0)]
-    if unused:
-        flags = ", ".join("--" + name.replace("_", "-") for name in unused)
-        raise ValueError(f"{flags}: not used by {kind} (--algo {args.algo})")
-    if kind != "behaviour cloning" and args.steps == 0:
-        raise ValueError(f"--steps must be >= 1 for {kind}")
-    if not (args.algo == "diffusion" and args.dataset):
-        given = {f.name for f in fields(TrainConfig) if getattr(args, f.name) is not None}
-        unused = sorted(given - {"steps", "seed", "ckpt_every"})
-        if unused:
-            flags = ", ".join("--" + name.replace("_", "-") for name in unused)
-            raise ValueError(
-                f"{flags}: behaviour-cloning options; imagination and SB3 take their settings "
-                "with --set KEY=VALUE (e.g. --set lr=1e-5, --set learning_rate=1e-4)"
-            )
     if args.algo == "diffusion":
         if args.dataset:
             from agents.bc import train_bc
@@ -140,3 +124,24 @@ def _env_settings(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[s
         "overrides": overrides,
         "resume": args.resume,
     }
+
+
+def _refuse_options_not_taken(args: argparse.Namespace) -> None:
+    """A clear error for options this kind of training would ignore."""
+    kind = "SB3" if args.algo != "diffusion" else "behaviour cloning" if args.dataset else None
+    kind = kind or "imagination"
+    unused = [name for name in NOT_TAKEN[kind] if getattr(args, name) not in (None, 0)]
+    if unused:
+        flags = ", ".join("--" + name.replace("_", "-") for name in unused)
+        raise ValueError(f"{flags}: not used by {kind} (--algo {args.algo})")
+    if kind != "behaviour cloning" and args.steps == 0:
+        raise ValueError(f"--steps must be >= 1 for {kind}")
+    if kind != "behaviour cloning":
+        given = {f.name for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+        unused = sorted(given - {"steps", "seed", "ckpt_every"})
+        if unused:
+            flags = ", ".join("--" + name.replace("_", "-") for name in unused)
+            raise ValueError(
+                f"{flags}: behaviour-cloning options; imagination and SB3 take their settings "
+                "with --set KEY=VALUE (e.g. --set lr=1e-5, --set learning_rate=1e-4)"
+            )
