@@ -165,8 +165,7 @@ def predict_dynamics(
     shape = bundle.observation_space.shape
     if shape[-1] != data["obs"].shape[-1]:
         raise ValueError(f"--bundle {bundle_path} has {shape[-1]} channels, the frames 1")
-    default = bundle.models["dynamics"].config.num_sampling_steps
-    steps = int(bundle.config.get("sampling", {}).get("num_steps", default))
+    steps = bundle.config.get("sampling", {}).get("num_steps")  # None: the model's own
     model = WorldModel(bundle.models["tokenizer"], bundle.models["dynamics"], num_steps=steps)
     generator = torch.Generator(device).manual_seed(seed)
     out = []

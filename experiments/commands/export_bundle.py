@@ -47,16 +47,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _replaceable(out: Path) -> bool:
     """Whether `out` may be replaced: an empty folder, or a bundle (its config says so)."""
-    import json
-
     from world_models.bundle import FORMAT
+    from world_models.checkpoint import read_json
 
     if not out.is_dir():
         return False
+    if not any(out.iterdir()):
+        return True
     try:
-        return json.loads((out / "config.json").read_text()).get("format") == FORMAT
-    except (OSError, ValueError, AttributeError):
-        return not any(out.iterdir())
+        config = read_json(out / "config.json")
+    except ValueError:  # missing or corrupt: not a bundle
+        return False
+    return isinstance(config, dict) and config.get("format") == FORMAT
 
 
 def run(args: argparse.Namespace) -> int:

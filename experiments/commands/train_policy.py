@@ -128,20 +128,25 @@ def _env_settings(args: argparse.Namespace, overrides: dict[str, Any]) -> dict[s
 
 def _refuse_options_not_taken(args: argparse.Namespace) -> None:
     """A clear error for options this kind of training would ignore."""
-    kind = "SB3" if args.algo != "diffusion" else "behaviour cloning" if args.dataset else None
-    kind = kind or "imagination"
+    if args.algo != "diffusion":
+        kind = "SB3"
+    else:
+        kind = "behaviour cloning" if args.dataset else "imagination"
     unused = [name for name in NOT_TAKEN[kind] if getattr(args, name) not in (None, 0)]
     if unused:
-        flags = ", ".join("--" + name.replace("_", "-") for name in unused)
-        raise ValueError(f"{flags}: not used by {kind} (--algo {args.algo})")
-    if kind != "behaviour cloning" and args.steps == 0:
+        raise ValueError(f"{_flags(unused)}: not used by {kind} (--algo {args.algo})")
+    if kind == "behaviour cloning":
+        return
+    if args.steps == 0:
         raise ValueError(f"--steps must be >= 1 for {kind}")
-    if kind != "behaviour cloning":
-        given = {f.name for f in fields(TrainConfig) if getattr(args, f.name) is not None}
-        unused = sorted(given - {"steps", "seed", "ckpt_every"})
-        if unused:
-            flags = ", ".join("--" + name.replace("_", "-") for name in unused)
-            raise ValueError(
-                f"{flags}: behaviour-cloning options; imagination and SB3 take their settings "
-                "with --set KEY=VALUE (e.g. --set lr=1e-5, --set learning_rate=1e-4)"
-            )
+    given = {f.name for f in fields(TrainConfig) if getattr(args, f.name) is not None}
+    bc_only = sorted(given - {"steps", "seed", "ckpt_every"})
+    if bc_only:
+        raise ValueError(
+            f"{_flags(bc_only)}: behaviour-cloning options; imagination and SB3 take their "
+            "settings with --set KEY=VALUE (e.g. --set lr=1e-5, --set learning_rate=1e-4)"
+        )
+
+
+def _flags(names: list[str]) -> str:
+    return ", ".join("--" + name.replace("_", "-") for name in names)
