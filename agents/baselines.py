@@ -24,6 +24,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from world_models.atomic import publish
+
 CONFIG_PATH = Path(__file__).resolve().parents[1] / "experiments" / "configs" / "agents.json"
 ALGOS = ("ppo", "a2c", "dqn")
 
@@ -154,7 +156,9 @@ def real_eval_callback(eval_env: str, every: int, episodes: int, log_dir: Path):
 
     class RealEval(BaseCallback):
         def _on_training_start(self) -> None:
-            self.writer = SummaryWriter(str(log_dir))
+            # on resume, hide what a killed run logged after its last checkpoint
+            purge = self.num_timesteps + 1 if self.num_timesteps else None
+            self.writer = SummaryWriter(str(log_dir), purge_step=purge)
             self.next_eval = (self.num_timesteps // every + 1) * every
 
         def _on_step(self) -> bool:
@@ -202,7 +206,7 @@ def save_atomic(model: Any, path: Path) -> None:
     tmp = path.with_name(f".{path.stem}.tmp.zip")
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(str(tmp))
-    os.replace(tmp, path)
+    publish(tmp, path)
 
 
 def checkpoint_callback(path: Path, every: int):

@@ -338,7 +338,9 @@ def improve_in_dream(
     if resume and not loop.resume(run_dir):
         venv.close()
         raise FileNotFoundError(f"--resume: no checkpoint in {run_dir}")
-    writer = SummaryWriter(str(run_dir / "tensorboard"))
+    # on resume, hide what a killed run logged after its last checkpoint
+    purge = loop.iteration + 1 if loop.iteration else None
+    writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=purge)
     try:
         for it in tqdm(
             range(loop.iteration + 1, steps + 1),

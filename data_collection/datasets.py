@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 
+from world_models.atomic import replace_dir
+
 if TYPE_CHECKING:
     from gymnasium.envs.registration import EnvSpec
     from minari import MinariDataset
@@ -178,18 +180,6 @@ def _refuse_overwrite(final: Path, dataset_id: str, force: bool) -> None:
             f"dataset {dataset_id!r} already exists at {final}; pass --force (force=True) to "
             "replace it or choose another --dataset-id"
         )
-
-
-def replace_dir(src: Path, dst: Path) -> None:
-    """Rename `src` to `dst`, replacing an existing `dst` with as short a gap as renames allow."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    trash = None
-    if dst.exists():
-        trash = dst.with_name(f".{dst.name}.old-{uuid.uuid4().hex}")
-        os.rename(dst, trash)
-    os.rename(src, dst)
-    if trash is not None:
-        shutil.rmtree(trash, ignore_errors=True)
 
 
 def _collect_hint(dataset_id: str, root: Path) -> str:

@@ -40,8 +40,8 @@ from data_collection.datasets import (
     dataset_dir,
     dataset_env_id,
     load_dataset,
-    replace_dir,
 )
+from world_models.atomic import replace_dir
 
 CACHE_DIR = "dreamgym_cache"
 CACHE_VERSION = 1

@@ -417,8 +417,9 @@ class DreamEnv(gym.Env):
         return obs, float(reward[0]), terminated, truncated, {"continue_prob": float(cont[0])}
 
     def render(self) -> np.ndarray | None:
-        """The current frame as RGB uint8 (H, W, 3), or None before the first reset."""
-        if self._latents is None:
+        """The current frame as RGB uint8 (H, W, 3) when render_mode="rgb_array"; None without
+        a render mode (Gymnasium's convention) or before the first reset."""
+        if self.render_mode != "rgb_array" or self._latents is None:
             return None
         if self._frame is None:
             self._frame = self.core.decode(self._latents)[0]

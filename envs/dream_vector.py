@@ -203,8 +203,9 @@ class DreamVectorEnv(VectorEnv):
         return self._obs.copy(), rewards, terminated, truncated, infos
 
     def render(self) -> tuple[np.ndarray, ...] | None:
-        """The current frame of every sub-env as RGB uint8 (H, W, 3)."""
-        if self._latents is None:
+        """The current frame of every sub-env as RGB uint8 (H, W, 3) when
+        render_mode="rgb_array"; None without a render mode or before the first reset."""
+        if self.render_mode != "rgb_array" or self._latents is None:
             return None
         if self._frames is None:
             self._frames = self.core.decode(self._latents)

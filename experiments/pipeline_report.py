@@ -12,6 +12,7 @@ import numpy as np
 from experiments.pipeline import read_marker
 from experiments.pipeline_config import SB3
 from experiments.pipeline_stages import STAGE_NAMES, policy_names
+from world_models.atomic import atomic_write_text, save_figure
 from world_models.checkpoint import read_json
 
 BASELINE_NAMES = {"expert": "scripted expert", "random": "uniform random", "noisy": "noisy expert"}
@@ -114,8 +115,7 @@ def _score_plot(scores: dict[str, dict[str, Any]], path: Path) -> None:
         ax.invert_yaxis()
         ax.set_xlabel(f"{label} (95% CI)")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path)
     plt.close(fig)
 
 
@@ -241,6 +241,6 @@ def write_pipeline_report(
             lines.append(f"| {name} | {shown} | {links} |")
     text = "\n".join(lines) + "\n"
     path = run_dir / "report.md"
-    path.write_text(text)
+    atomic_write_text(path, text)
     _tensorboard(run_dir, world_model, scores, text)
     return path

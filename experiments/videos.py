@@ -9,6 +9,8 @@ from pathlib import Path
 import imageio.v2 as imageio
 import numpy as np
 
+from world_models.atomic import publish
+
 
 def _as_rgb(frames: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
     """(T, H, W[, C]) uint8 frames as (T, H, W, 3); greyscale is repeated to RGB."""
@@ -53,5 +55,5 @@ def write_video(
     with writer:
         for frame in arr:
             writer.append_data(frame)
-    os.replace(tmp, path)
+    publish(tmp, path)
     return path

@@ -77,12 +77,13 @@ def test_spaces_are_the_bundles(lane_bundle: Path) -> None:
     obs, info = env.reset(seed=0)
     assert env.observation_space.contains(obs)
     assert 0 <= info["context"] < 5
-    latent_env = DreamEnv(lane_bundle, obs_mode="latents")
+    latent_env = DreamEnv(lane_bundle, obs_mode="latents", render_mode="rgb_array")
     assert latent_env.observation_space == spaces.Box(-1.0, 1.0, (16, 4), np.float32)
     obs, _ = latent_env.reset(seed=0)
     assert latent_env.observation_space.contains(obs)
     assert latent_env.observation_space.contains(latent_env.step(LANE_ACTIONS.sample())[0])
     assert latent_env.render().shape == (16, 16, 3)
+    assert env.render() is None  # no render mode: Gymnasium's convention
 
 
 def test_reset_returns_a_real_start_frame(lane_bundle: Path) -> None:
@@ -99,7 +100,7 @@ def test_reset_returns_a_real_start_frame(lane_bundle: Path) -> None:
 
 
 def test_reset_from_real_frames(lane_bundle: Path) -> None:
-    env = DreamEnv(lane_bundle)
+    env = DreamEnv(lane_bundle, render_mode="rgb_array")
     frames = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
     obs, info = env.reset(seed=0, options={"frames": frames[-1]})
     assert info["context"] == -1 and np.array_equal(obs, frames[-1])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -39,9 +41,11 @@ def sampler(batch_size: int, seq_len: int, rng: np.random.Generator) -> dict[str
     return {"x": x, "y": x @ W}
 
 
-def make_trainer(run_dir, steps: int, sample=sampler) -> Trainer:
+def make_trainer(run_dir, steps: int, sample=sampler, log_every: int = 10) -> Trainer:
     torch.manual_seed(0)
-    cfg = TrainConfig(steps=steps, batch_size=4, seq_len=2, lr=0.05, warmup=2, ckpt_every=5)
+    cfg = TrainConfig(
+        steps=steps, batch_size=4, seq_len=2, lr=0.05, warmup=2, ckpt_every=5, log_every=log_every
+    )
     return Trainer(Regression(), sample, cfg, run_dir)
 
 
@@ -106,6 +110,53 @@ def test_checkpoint_pointer_only_names_complete_folders(tmp_path):
     folder = latest_checkpoint(tmp_path)
     assert folder.name == "step-00000001"
     assert load_checkpoint(folder, model, opt)["note"] == "a"
+
+
+def test_a_lost_pointer_resumes_from_the_newest_complete_folder(tmp_path, capsys):
+    model = nn.Linear(2, 2)
+    opt = torch.optim.AdamW(model.parameters())
+    for step in (3, 7):
+        save_checkpoint(tmp_path, step, model, opt, {})
+    pointer = tmp_path / "checkpoints" / "latest"
+    pointer.write_text("step-00000099\n")  # names a folder that is gone
+    assert latest_checkpoint(tmp_path).name == "step-00000007"
+    pointer.unlink()
+    assert latest_checkpoint(tmp_path).name == "step-00000007"
+    assert "checkpoints/latest is missing; resuming from step-00000007" in capsys.readouterr().err
+
+
+def test_resaving_a_step_keeps_the_old_folder_until_the_new_one_is_in_place(tmp_path, monkeypatch):
+    model = nn.Linear(2, 2)
+    opt = torch.optim.AdamW(model.parameters())
+    save_checkpoint(tmp_path, 5, model, opt, {"note": "old"})
+    real_rename, calls = os.rename, []
+
+    def dies_on_second_rename(src, dst):
+        calls.append(src)
+        if len(calls) == 2:  # the old folder is aside, the new one not yet in place
+            raise KeyboardInterrupt
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", dies_on_second_rename)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path, 5, model, opt, {"note": "new"})
+    monkeypatch.setattr(os, "rename", real_rename)
+    aside = [p for p in (tmp_path / "checkpoints").iterdir() if ".old-" in p.name]
+    assert len(aside) == 1 and (aside[0] / "state.json").is_file()  # nothing is lost
+
+
+def test_tensorboard_hides_steps_logged_after_the_last_checkpoint(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    with pytest.raises(KeyboardInterrupt):  # logs steps 10-12 (every step), saves at 10
+        make_trainer(tmp_path, steps=20, sample=dies_after(12), log_every=1).fit()
+    resumed = make_trainer(tmp_path, steps=20, log_every=1)
+    assert resumed.resume()
+    resumed.fit()
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    steps = [e.step for e in events.Scalars("train/loss")]
+    assert steps == list(range(1, 21))
 
 
 def test_mismatched_weights_are_named(tmp_path):

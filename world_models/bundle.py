@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from world_models.action_encoder import space_to_spec, spec_to_space
+from world_models.atomic import replace_dir
 from world_models.checkpoint import (
     CheckpointError,
     load_tensors,
@@ -119,8 +120,7 @@ def save_bundle(
             **({"training": training} if training else {}),
         },
     )
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(tmp, path)
+    replace_dir(tmp, path)
     return path
 
 

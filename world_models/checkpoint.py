@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +21,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from world_models.atomic import atomic_write_text, publish, replace_dir
+
 
 class CheckpointError(ValueError):
     """A weights file or config that is missing, corrupt or does not match the model."""
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write `text` to `path` through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
@@ -56,7 +50,7 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor]) -> N
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, path)
+    publish(tmp, path)
 
 
 def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -143,8 +137,7 @@ def save_checkpoint(
     opt_tensors, opt_meta = _optimizer_to_flat(optimizer)
     save_tensors(tmp / "optimizer.safetensors", opt_tensors)
     write_json(tmp / "state.json", {"step": step, "optimizer": opt_meta, **state})
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    replace_dir(tmp, final)
     atomic_write_text(root / "latest", final.name + "\n")
     for old in sorted(root.glob("step-*"))[:-keep]:
         if old != final:
@@ -153,14 +146,23 @@ def save_checkpoint(
 
 
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
-    """The folder `checkpoints/latest` names, or None when the run has no checkpoint yet."""
-    pointer = Path(run_dir) / "checkpoints" / "latest"
-    if not pointer.is_file():
+    """The folder `checkpoints/latest` names, or None when the run has no checkpoint yet.
+
+    Every `step-*` folder is complete (each is renamed into place whole), so when the pointer
+    is missing or names a folder that is gone, the newest of them is used instead.
+    """
+    root = Path(run_dir) / "checkpoints"
+    pointer = root / "latest"
+    if pointer.is_file():
+        folder = root / pointer.read_text().strip()
+        if folder.is_dir():
+            return folder
+    steps = sorted(p for p in root.glob("step-*") if p.is_dir())
+    if not steps:
         return None
-    folder = pointer.parent / pointer.read_text().strip()
-    if not folder.is_dir():
-        raise CheckpointError(f"{pointer} names {folder}, which is missing; delete {pointer}")
-    return folder
+    why = "names a missing folder" if pointer.is_file() else "is missing"
+    print(f"{pointer} {why}; resuming from {steps[-1].name}", file=sys.stderr)
+    return steps[-1]
 
 
 def load_checkpoint(

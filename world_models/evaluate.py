@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from data_collection.sequence_view import SequenceView, split_episodes
+from world_models.atomic import save_figure
 from world_models.bundle import Bundle, load_bundle
 from world_models.checkpoint import write_json
 from world_models.metrics import changed_psnr, perceptual, psnr, ssim
@@ -200,7 +201,7 @@ def write_report(results: dict[str, Any], out_dir: str | os.PathLike) -> Path:
         ax.set_ylabel(metric.upper() if metric != "perceptual" else "perceptual distance")
         ax.legend()
     fig.tight_layout()
-    fig.savefig(out_dir / "psnr.png", dpi=100)
+    save_figure(fig, out_dir / "psnr.png")
     plt.close(fig)
     pairs = torch.cat([frames["real"][:4], frames["dream"][:4]], dim=3)  # (4, T, H, 2W, C)
     video = (pairs.flatten(0, 1).clamp(0, 1) * 255).round().byte().cpu().numpy()

@@ -118,6 +118,7 @@ class MaskedVideoWorldModel(BaseWorldModel):
                 f"{c.image_size}x{c.image_size}: the sizes must divide one another"
             )
         self.settings = settings or SamplingSettings.from_model(model)
+        self.num_steps = self.settings.num_steps
         shape = (c.tokens_per_frame, c.pixels_per_token)
         self.latent_space = spaces.Box(0, c.levels - 1, shape, np.uint8)
 

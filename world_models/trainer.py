@@ -215,7 +215,10 @@ class Trainer:
 
     def fit(self) -> nn.Module:
         """Train to `cfg.steps`, checkpointing on the way and at the end; returns the objective."""
-        writer = SummaryWriter(str(self.run_dir / "tensorboard")) if self.is_main else None
+        writer = None
+        if self.is_main:  # on resume, hide what a killed run logged after its last checkpoint
+            purge = self.step + 1 if self.step else None
+            writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=purge)
         bar = tqdm(
             total=self.cfg.steps, initial=self.step, disable=not self.is_main, dynamic_ncols=True
         )

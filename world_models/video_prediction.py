@@ -295,13 +295,14 @@ def write_report(results: dict[str, Any], out_dir: str | os.PathLike) -> Path:
     import matplotlib.pyplot as plt
 
     from experiments.videos import write_video
+    from world_models.atomic import atomic_write_text, save_figure
     from world_models.checkpoint import write_json
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     frames = results.pop("_frames")
     write_json(out_dir / "metrics.json", results)
-    (out_dir / "report.md").write_text(summary_table(results))
+    atomic_write_text(out_dir / "report.md", summary_table(results))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for ax, metric in zip(axes, METRICS, strict=True):
         for i, (name, source) in enumerate(results["sources"].items()):
@@ -314,7 +315,7 @@ def write_report(results: dict[str, Any], out_dir: str | os.PathLike) -> Path:
         ax.set_ylabel(metric.upper() + (" (sum over pixels)" if metric == "mse" else ""))
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out_dir / "metrics.png", dpi=100)
+    save_figure(fig, out_dir / "metrics.png")
     plt.close(fig)
     for name, source_frames in frames.items():
         grid = video_grid(source_frames, results["context"])

@@ -36,9 +36,10 @@ class BaseWorldModel(nn.Module):
     """The inference interface of a world model; states have `batch_size` and `replace_rows`.
 
     `latent_space` is the space of one frame's latents, which dream envs serve with
-    obs_mode="latents"."""
+    obs_mode="latents". `num_steps`: the sampling steps that decode one frame."""
 
     latent_space: spaces.Box
+    num_steps: int
 
     def start(
         self,

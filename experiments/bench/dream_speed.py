@@ -113,6 +113,7 @@ def main() -> None:
 
     import torch
 
+    from envs.dream import dream_world_model
     from world_models.bundle import load_bundle
 
     torch.set_num_threads(args.threads)
@@ -133,9 +134,9 @@ def main() -> None:
         for name, model in loaded.models.items():
             params = sum(p.numel() for p in model.parameters())
             print(f"  {name}: {params / 1e6:.2f}M parameters")
-        k = args.num_steps or loaded.config.get("sampling", {}).get("num_steps", 4)
+        k = dream_world_model(loaded, args.num_steps).num_steps
         print(
-            f"K = {k} shortcut steps per frame; torch {torch.__version__}, "
+            f"K = {k} sampling steps per frame; torch {torch.__version__}, "
             f"{args.threads} CPU threads\n"
         )
         print(f"{'env':<28} {'device':<7} {'envs':>5} {'steps/s':>10}")

@@ -6,7 +6,8 @@
 - diffusion-policy actions per second (one observation, and 64 at once) on MiniGrid pixels.
 
 Each on CPU, and on GPU too when CUDA is available. Peak memory is the process's resident set
-on CPU (it only grows, so later rows include earlier ones) and `max_memory_allocated` on GPU.
+on CPU (it only grows, so later rows include earlier ones) and `max_memory_allocated` on GPU
+(reset after each row).
 
     python -m experiments.bench.suite [--seconds 3] [--threads 2] [--json bench.json]
 """
@@ -24,14 +25,18 @@ from typing import Any
 import torch
 
 from experiments.bench.dream_speed import dream_rate, rate, real_env_rate
+from world_models.atomic import atomic_write_text
 
 LEAGUE = Path(__file__).resolve().parents[2] / "envs" / "bundles" / "league"
 
 
 def peak_memory_mb(device: str) -> float:
-    """Peak memory so far in MiB: GPU allocations on CUDA, the resident set on CPU."""
+    """Peak memory in MiB: on CUDA the GPU allocations since the previous call (so each row
+    has its own), on CPU the resident set so far."""
     if device == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20
+        peak = torch.cuda.max_memory_allocated() / 2**20
+        torch.cuda.reset_peak_memory_stats()
+        return peak
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
@@ -95,13 +100,17 @@ def env_rates(device: str, seconds: float, num_envs: list[int]) -> list[dict]:
     rows = []
     if device == "cpu":
         real = real_env_rate("LaneSim-v0", seconds)
-        rows.append({"what": "LaneSim-v0 (real)", "device": "cpu", "batch": "1", "value": real})
+        rows.append(
+            {"what": "LaneSim-v0 (real)", "device": "cpu", "batch": "1", "value": real}
+            | {"unit": "steps/s", "peak_mb": peak_memory_mb(device)}
+        )
     for n in [0, *num_envs]:
         steps = dream_rate(LEAGUE, device, n, "pixels", seconds, 0.5, None)
         name = "Dream-League-v0" + (" vector" if n else "")
-        rows.append({"what": name, "device": device, "batch": str(max(n, 1)), "value": steps})
-    for row in rows:
-        row.update(unit="steps/s", peak_mb=peak_memory_mb(device))
+        rows.append(
+            {"what": name, "device": device, "batch": str(max(n, 1)), "value": steps}
+            | {"unit": "steps/s", "peak_mb": peak_memory_mb(device)}
+        )
     return rows
 
 
@@ -178,7 +187,7 @@ def main() -> None:
     }
     text = json.dumps(info, indent=2)
     if args.json:
-        args.json.write_text(text)
+        atomic_write_text(args.json, text + "\n")
     print(text)
 
 

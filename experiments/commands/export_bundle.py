@@ -66,9 +66,9 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from data_collection.datasets import replace_dir
     from data_collection.sequence_view import SequenceView
     from envs.dream import dream_world_model, load_dream_bundle
+    from world_models.atomic import replace_dir
     from world_models.bundle import BundleError, save_bundle, start_contexts
     from world_models.runs import load_trained
 
