@@ -186,6 +186,7 @@ class DreamCore:
         continue_threshold: float = 0.5,
         horizon: int | None = None,
         num_steps: int | None = None,
+        compile: bool = False,
     ) -> None:
         if obs_mode not in OBS_MODES:
             raise ValueError(f"obs_mode must be one of {OBS_MODES}, got {obs_mode!r}")
@@ -199,6 +200,8 @@ class DreamCore:
         self.bundle = load_dream_bundle(bundle, self.device)
         self.contexts = self.bundle.contexts
         self.world_model = dream_world_model(self.bundle, num_steps)
+        if compile:
+            self.world_model.compile_for_speed()
         self.horizon = int(horizon if horizon is not None else self.bundle.config["horizon"])
         if self.horizon < 1:
             raise ValueError(f"horizon must be at least 1, got {self.horizon}")
@@ -339,7 +342,9 @@ class DreamEnv(gym.Env):
     continue head (probability 1), so its episodes end only at the horizon, with reward 0.
     horizon: steps before truncation (default: the bundle's). num_steps: decoding steps K per
     frame (default: the bundle's): shortcut steps, fewer is faster and blurrier; or MaskGIT
-    steps for a masked video model.
+    steps for a masked video model. compile: run the dynamics through `torch.compile`
+    (Dreamer-style bundles): about twice the steps per second at one env on CPU, after a
+    warm-up of about a minute spent compiling; needs a C++ compiler on CPU.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -354,11 +359,12 @@ class DreamEnv(gym.Env):
         horizon: int | None = None,
         num_steps: int | None = None,
         render_mode: str | None = None,
+        compile: bool = False,
     ) -> None:
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.core = DreamCore(
-            bundle, device, obs_mode, termination, continue_threshold, horizon, num_steps
+            bundle, device, obs_mode, termination, continue_threshold, horizon, num_steps, compile
         )
         self.metadata = {**self.metadata, "render_fps": self.core.render_fps}
         self.observation_space = self.core.observation_space

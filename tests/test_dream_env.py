@@ -420,3 +420,26 @@ def test_missing_bundle(tmp_path: Path) -> None:
         DreamEnv()
     with pytest.raises(BundleError, match="not found"):
         DreamVectorEnv(2, bundle=tmp_path / "nowhere")
+
+
+def test_compiled_dream_steps_as_the_eager_one(lane_bundle: Path, monkeypatch) -> None:
+    actions = [LANE_ACTIONS.sample() for _ in range(10)]  # the cache fills its window
+    runs = []
+    for compile in (False, True):
+        env = DreamEnv(lane_bundle, compile=compile)
+        obs = [env.reset(seed=3)[0]]
+        rewards = []
+        for action in actions:
+            o, r, terminated, truncated, _ = env.step(action)
+            obs.append(o)
+            rewards.append(r)
+            if terminated or truncated:
+                obs.append(env.reset()[0])
+        runs.append((np.stack(obs).astype(int), np.array(rewards)))
+    (eager, eager_r), (compiled, compiled_r) = runs
+    assert eager.shape == compiled.shape
+    assert np.abs(eager - compiled).max() <= 2  # float rounding: a grey level or two
+    np.testing.assert_allclose(eager_r, compiled_r, atol=1e-3)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(ValueError, match="needs a C\\+\\+ compiler"):
+        DreamEnv(lane_bundle, compile=True)

@@ -6,7 +6,7 @@ Without `--bundle`, a bundle with random weights and the full-size default model
 tokenizer, `DynamicsConfig()` defaults) at LaneSim-v0's spaces is built in a temporary folder:
 speed does not depend on the weights, but a trained bundle may use other model sizes.
 
-    python -m experiments.bench.dream_speed [--bundle PATH] [--seconds 3] [--threads 2]
+    python -m experiments.bench.dream_speed [--bundle PATH] [--seconds 3] [--threads 2] [--compile]
 """
 
 from __future__ import annotations
@@ -56,12 +56,17 @@ def dream_rate(
     seconds: float,
     threshold: float,
     k: int | None,
+    compile: bool = False,
 ) -> float:
-    """Env steps per second: one `DreamEnv` (num_envs = 0) or a `DreamVectorEnv`."""
+    """Env steps per second: one `DreamEnv` (num_envs = 0) or a `DreamVectorEnv`. Compiled,
+    the first 50 steps (the KV cache filling its window, each new shape compiled) are not
+    timed."""
     from envs.dream import DreamEnv
     from envs.dream_vector import DreamVectorEnv
 
     kwargs = dict(device=device, obs_mode=obs_mode, continue_threshold=threshold, num_steps=k)
+    kwargs["compile"] = compile
+    warmup = 50 if compile else 1
     if num_envs == 0:
         env = DreamEnv(bundle, **kwargs)
         env.reset(seed=0)
@@ -72,11 +77,11 @@ def dream_rate(
             if terminated or truncated:
                 env.reset()
 
-        return rate(step, seconds)
+        return rate(step, seconds, warmup)
     venv = DreamVectorEnv(num_envs, bundle=bundle, **kwargs)
     venv.reset(seed=0)
     venv.action_space.seed(0)
-    return num_envs * rate(lambda: venv.step(venv.action_space.sample()), seconds)
+    return num_envs * rate(lambda: venv.step(venv.action_space.sample()), seconds, warmup)
 
 
 def build_random_bundle(folder: Path, dynamics: dict[str, Any]) -> Path:
@@ -102,6 +107,11 @@ def main() -> None:
     )
     parser.add_argument("--num-steps", type=int, help="shortcut steps K (default: bundle's)")
     parser.add_argument("--real-env", default="LaneSim-v0", help="real env id to compare with")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time the dream envs with compile=True (each row first compiles: minutes)",
+    )
     parser.add_argument(
         "--dynamics",
         nargs="*",
@@ -145,13 +155,23 @@ def main() -> None:
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
         for device in devices:
             batches = args.num_envs or ([64] if device == "cpu" else [64, 1024])
-            for mode in ("pixels", "latents"):
-                for n in [0, *batches]:
-                    steps = dream_rate(
-                        bundle, device, n, mode, args.seconds, threshold, args.num_steps
-                    )
-                    label = f"dream ({mode})" + (" vector" if n else "")
-                    print(f"{label:<28} {device:<7} {max(n, 1):>5} {steps:>10.1f}", flush=True)
+            for compiled in (False, True) if args.compile else (False,):
+                for mode in ("pixels", "latents"):
+                    for n in [0, *batches]:
+                        steps = dream_rate(
+                            bundle,
+                            device,
+                            n,
+                            mode,
+                            args.seconds,
+                            threshold,
+                            args.num_steps,
+                            compiled,
+                        )
+                        label = f"dream ({mode})" + (" vector" if n else "")
+                        label += ", compiled" if compiled else ""
+                        row = f"{label:<28} {device:<7} {max(n, 1):>5} {steps:>10.1f}"
+                        print(row, flush=True)
 
 
 if __name__ == "__main__":
