@@ -4,7 +4,8 @@ One helper for everything that touches weights on disk: model folders (bundles a
 models) and training checkpoints (model, optimizer, step and RNG states for an exact resume).
 A training run keeps `checkpoints/step-XXXXXXXX/` folders and a `checkpoints/latest` pointer
 that is replaced only after the folder it names is complete, so a run killed at any moment
-resumes from its last complete checkpoint.
+resumes from its last complete checkpoint. The atomic file and folder writes themselves live in
+`world_models/atomic.py`.
 """
 
 from __future__ import annotations
