@@ -149,13 +149,17 @@ def save_checkpoint(
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     """The folder `checkpoints/latest` names, or None when the run has no checkpoint yet.
 
-    Every `step-*` folder is complete (each is renamed into place whole), so when the pointer
-    is missing or names a folder that is gone, the newest of them is used instead.
+    Every `step-*` folder is complete (each is renamed into place whole). A folder that a
+    re-save killed half-way had renamed aside is put back; when the pointer is missing or names
+    a folder that is gone, the newest complete one is used instead.
     """
     root = Path(run_dir) / "checkpoints"
     pointer = root / "latest"
     if pointer.is_file():
         folder = root / pointer.read_text().strip()
+        aside = sorted(root.glob(f".{folder.name}.old-*"))
+        if not folder.exists() and aside:
+            os.rename(aside[-1], folder)
         if folder.is_dir():
             return folder
     steps = sorted(p for p in root.glob("step-*") if p.is_dir())
