@@ -156,9 +156,7 @@ def real_eval_callback(eval_env: str, every: int, episodes: int, log_dir: Path):
 
     class RealEval(BaseCallback):
         def _on_training_start(self) -> None:
-            # on resume, hide what a killed run logged after its last checkpoint
-            purge = self.num_timesteps + 1 if self.num_timesteps else None
-            self.writer = SummaryWriter(str(log_dir), purge_step=purge)
+            self.writer = SummaryWriter(str(log_dir))
             self.next_eval = (self.num_timesteps // every + 1) * every
 
         def _on_step(self) -> bool:

@@ -338,7 +338,8 @@ def improve_in_dream(
     if resume and not loop.resume(run_dir):
         venv.close()
         raise FileNotFoundError(f"--resume: no checkpoint in {run_dir}")
-    # on resume, hide what a killed run logged after its last checkpoint
+    # on resume, hide what a killed run logged after its last checkpoint (add_scalar curves;
+    # add_scalars, the "return" chart, writes through sub-writers that take no purge step)
     purge = loop.iteration + 1 if loop.iteration else None
     writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=purge)
     try:

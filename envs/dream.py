@@ -343,7 +343,7 @@ class DreamEnv(gym.Env):
     horizon: steps before truncation (default: the bundle's). num_steps: decoding steps K per
     frame (default: the bundle's): shortcut steps, fewer is faster and blurrier; or MaskGIT
     steps for a masked video model. compile: run the dynamics through `torch.compile`
-    (Dreamer-style bundles): about twice the steps per second at one env on CPU, after a
+    (Dreamer-style bundles): usually faster steps at one env on CPU (README, Speed), after a
     warm-up of about a minute spent compiling; needs a C++ compiler on CPU.
     """
 

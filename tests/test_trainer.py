@@ -143,9 +143,10 @@ def test_resaving_a_step_keeps_the_old_folder_until_the_new_one_is_in_place(tmp_
     monkeypatch.setattr(os, "rename", real_rename)
     aside = [p for p in (tmp_path / "checkpoints").iterdir() if ".old-" in p.name]
     assert len(aside) == 1 and (aside[0] / "state.json").is_file()  # nothing is lost
-    folder = latest_checkpoint(tmp_path)  # and the resume puts it back
-    assert folder.name == "step-00000005" and not aside[0].exists()
-    assert load_checkpoint(folder, model, opt)["note"] == "old"
+    folder = latest_checkpoint(tmp_path)  # and the resume reads it where it was set aside
+    assert folder == aside[0] and load_checkpoint(folder, model, opt)["note"] == "old"
+    (folder / "optimizer.safetensors").unlink()  # an aside folder half removed is not used
+    assert latest_checkpoint(tmp_path) is None
 
 
 def test_tensorboard_hides_steps_logged_after_the_last_checkpoint(tmp_path):

@@ -60,9 +60,14 @@ def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 100) -> None:
 
 
 def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """Rename the complete folder `src` to `dst`, replacing an existing `dst`: the old one is
-    renamed aside first and removed last, so a crash leaves one or the other, never neither."""
+    """Rename the complete folder `src` to `dst`, replacing an existing `dst`. Everything in
+    `src` is flushed first; the old `dst` is renamed aside (`.NAME.old-*`) and removed last,
+    so a crash leaves the new folder, or the old one (possibly under that hidden name)."""
     src, dst = Path(src), Path(dst)
+    for folder, _, files in os.walk(src):
+        for name in files:
+            fsync(Path(folder) / name)
+        fsync(folder)
     dst.parent.mkdir(parents=True, exist_ok=True)
     trash = None
     if dst.exists():

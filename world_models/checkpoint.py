@@ -149,25 +149,32 @@ def save_checkpoint(
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     """The folder `checkpoints/latest` names, or None when the run has no checkpoint yet.
 
-    Every `step-*` folder is complete (each is renamed into place whole). A folder that a
-    re-save killed half-way had renamed aside is put back; when the pointer is missing or names
-    a folder that is gone, the newest complete one is used instead.
+    Every `step-*` folder is complete (each is renamed into place whole). When a re-save of
+    the step the pointer names was killed between its renames, the old folder is read where it
+    was set aside (nothing is renamed here: readers never race a writer); when the pointer is
+    missing or names a folder that is gone, the newest complete one is used instead.
     """
     root = Path(run_dir) / "checkpoints"
     pointer = root / "latest"
     if pointer.is_file():
         folder = root / pointer.read_text().strip()
-        aside = sorted(root.glob(f".{folder.name}.old-*"))
-        if not folder.exists() and aside:
-            os.rename(aside[-1], folder)
         if folder.is_dir():
             return folder
+        aside = [p for p in root.glob(f".{folder.name}.old-*") if _complete(p)]
+        if aside:
+            return max(aside, key=lambda p: p.stat().st_mtime)
     steps = sorted(p for p in root.glob("step-*") if p.is_dir())
     if not steps:
         return None
     why = "names a missing folder" if pointer.is_file() else "is missing"
     print(f"{pointer} {why}; resuming from {steps[-1].name}", file=sys.stderr)
     return steps[-1]
+
+
+def _complete(folder: Path) -> bool:
+    """Whether a checkpoint folder holds all of its files (not one half removed)."""
+    names = ("model.safetensors", "optimizer.safetensors", "state.json")
+    return all((folder / name).is_file() for name in names)
 
 
 def load_checkpoint(

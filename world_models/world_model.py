@@ -128,8 +128,9 @@ class WorldModel(BaseWorldModel):
         check_compiler(next(self.dynamics.parameters()).device)
         # one dream compiles about 7 graphs (with and without a cache, a mask, the write); the
         # process-wide default limit of 8 would send the second compiled dream back to eager
-        limit = torch._dynamo.config.recompile_limit
-        torch._dynamo.config.recompile_limit = max(limit, 64)
+        config = torch._dynamo.config  # the setting's name before torch 2.7: cache_size_limit
+        name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+        setattr(config, name, max(getattr(config, name), 64))
         self.dynamics.net.compile(dynamic=True)
 
     @torch.no_grad()
