@@ -33,21 +33,22 @@ def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
     fsync(Path(path).parent)
 
 
-def _tmp_beside(path: Path) -> Path:
+def tmp_beside(path: Path) -> Path:
+    """The hidden temporary `.NAME.tmp` beside `path` (its folder created)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     return path.with_name(f".{path.name}.tmp")
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write `text` to `path` through a temporary file and a rename."""
-    tmp = _tmp_beside(Path(path))
+    tmp = tmp_beside(Path(path))
     tmp.write_text(text)
     publish(tmp, path)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` through a temporary file and a rename."""
-    tmp = _tmp_beside(Path(path))
+    tmp = tmp_beside(Path(path))
     tmp.write_bytes(data)
     publish(tmp, path)
 

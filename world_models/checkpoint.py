@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from world_models.atomic import atomic_write_text, publish, replace_dir
+from world_models.atomic import atomic_write_text, publish, replace_dir, tmp_beside
 
 
 class CheckpointError(ValueError):
@@ -47,9 +47,7 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor]) -> None:
     """Atomically write a safetensors file (tensors are made contiguous and moved to CPU)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = tmp_beside(Path(path))
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
     publish(tmp, path)
 

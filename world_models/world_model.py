@@ -33,7 +33,7 @@ class Imagined:
     cont: torch.Tensor
 
 
-def check_compiler(device: torch.device) -> None:
+def _check_compiler(device: torch.device) -> None:
     """`torch.compile` on CPU builds C++ kernels: refuse clearly when no compiler is found."""
     if device.type == "cpu" and not any(shutil.which(c) for c in ("c++", "g++", "clang++")):
         raise ValueError(
@@ -124,8 +124,8 @@ class WorldModel(BaseWorldModel):
     def compile_for_speed(self) -> None:
         """Compile the space-time transformer, which the K shortcut steps and the cache write
         of every frame run (at B = 1 it costs per-op overhead, which compiling fuses away);
-        dynamic shapes, so a growing KV cache and any batch size reuse the compiled code."""
-        check_compiler(next(self.dynamics.parameters()).device)
+        with dynamic shapes, so the growing KV cache does not compile a graph per length."""
+        _check_compiler(next(self.dynamics.parameters()).device)
         # one dream compiles about 7 graphs (with and without a cache, a mask, the write); the
         # process-wide default limit of 8 would send the second compiled dream back to eager
         config = torch._dynamo.config  # the setting's name before torch 2.7: cache_size_limit

@@ -16,6 +16,7 @@ import json
 import tempfile
 import time
 from collections.abc import Callable
+from itertools import product
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,9 @@ def dream_rate(
     from envs.dream import DreamEnv
     from envs.dream_vector import DreamVectorEnv
 
-    kwargs = dict(device=device, obs_mode=obs_mode, continue_threshold=threshold, num_steps=k)
-    kwargs["compile"] = compile
+    kwargs = dict(
+        device=device, obs_mode=obs_mode, continue_threshold=threshold, num_steps=k, compile=compile
+    )
     warmup = 50 if compile else 1
     if num_envs == 0:
         env = DreamEnv(bundle, **kwargs)
@@ -155,23 +157,14 @@ def main() -> None:
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
         for device in devices:
             batches = args.num_envs or ([64] if device == "cpu" else [64, 1024])
-            for compiled in (False, True) if args.compile else (False,):
-                for mode in ("pixels", "latents"):
-                    for n in [0, *batches]:
-                        steps = dream_rate(
-                            bundle,
-                            device,
-                            n,
-                            mode,
-                            args.seconds,
-                            threshold,
-                            args.num_steps,
-                            compiled,
-                        )
-                        label = f"dream ({mode})" + (" vector" if n else "")
-                        label += ", compiled" if compiled else ""
-                        row = f"{label:<28} {device:<7} {max(n, 1):>5} {steps:>10.1f}"
-                        print(row, flush=True)
+            compiles = (False, True) if args.compile else (False,)
+            for compiled, mode, n in product(compiles, ("pixels", "latents"), [0, *batches]):
+                steps = dream_rate(
+                    bundle, device, n, mode, args.seconds, threshold, args.num_steps, compiled
+                )
+                label = f"dream ({mode})" + (" vector" if n else "")
+                label += ", compiled" if compiled else ""
+                print(f"{label:<28} {device:<7} {max(n, 1):>5} {steps:>10.1f}", flush=True)
 
 
 if __name__ == "__main__":

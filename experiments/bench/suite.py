@@ -98,19 +98,19 @@ def training_rates(device: str, seconds: float, batch: int, seq_len: int) -> lis
 def env_rates(device: str, seconds: float, num_envs: list[int]) -> list[dict]:
     """Steps per second of the real LaneSim-v0 and of the shipped Dream-League-v0."""
     rows = []
-    if device == "cpu":
-        real = real_env_rate("LaneSim-v0", seconds)
+
+    def add(what: str, batch: int, steps: float) -> None:
+        peak = peak_memory_mb(device)  # read right after the row's run
         rows.append(
-            {"what": "LaneSim-v0 (real)", "device": "cpu", "batch": "1", "value": real}
-            | {"unit": "steps/s", "peak_mb": peak_memory_mb(device)}
+            {"what": what, "device": device, "batch": str(batch), "value": steps}
+            | {"unit": "steps/s", "peak_mb": peak}
         )
+
+    if device == "cpu":
+        add("LaneSim-v0 (real)", 1, real_env_rate("LaneSim-v0", seconds))
     for n in [0, *num_envs]:
         steps = dream_rate(LEAGUE, device, n, "pixels", seconds, 0.5, None)
-        name = "Dream-League-v0" + (" vector" if n else "")
-        rows.append(
-            {"what": name, "device": device, "batch": str(max(n, 1)), "value": steps}
-            | {"unit": "steps/s", "peak_mb": peak_memory_mb(device)}
-        )
+        add("Dream-League-v0" + (" vector" if n else ""), max(n, 1), steps)
     return rows
 
 
