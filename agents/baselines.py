@@ -147,16 +147,18 @@ def build_model(
 
 def real_eval_callback(eval_env: str, every: int, episodes: int, log_dir: Path):
     """SB3 callback: every `every` steps score the agent in `eval_env` and write
-    `return/{train,real}` to one TensorBoard chart."""
+    `train` and `real` curves to the "return" chart (`agents.return_chart`); on resume the
+    points a killed run logged past its checkpoint are hidden."""
     from stable_baselines3.common.callbacks import BaseCallback
-    from torch.utils.tensorboard import SummaryWriter
 
     from agents.evaluation import evaluate_policy
+    from agents.return_chart import ReturnChart
     from experiments.policy_loading import SB3Policy
 
     class RealEval(BaseCallback):
         def _on_training_start(self) -> None:
-            self.writer = SummaryWriter(str(log_dir))
+            start = self.num_timesteps
+            self.chart = ReturnChart(log_dir, purge_step=start + 1 if start else None)
             self.next_eval = (self.num_timesteps // every + 1) * every
 
         def _on_step(self) -> bool:
@@ -169,12 +171,12 @@ def real_eval_callback(eval_env: str, every: int, episodes: int, log_dir: Path):
                 scalars = {"real": real}
                 if buf:
                     scalars["train"] = float(np.mean([e["r"] for e in buf]))
-                self.writer.add_scalars("return", scalars, self.num_timesteps)
+                self.chart.add(scalars, self.num_timesteps)
                 self.logger.record("eval/real_return", real)
             return True
 
         def _on_training_end(self) -> None:
-            self.writer.close()
+            self.chart.close()
 
     return RealEval()
 

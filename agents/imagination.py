@@ -296,6 +296,7 @@ def improve_in_dream(
     from agents.baselines import is_dream
     from agents.diffusion_policy import DiffusionAgent
     from agents.evaluation import evaluate_policy
+    from agents.return_chart import ReturnChart
     from envs.dream_vector import DreamVectorEnv
 
     if not is_dream(env_id):
@@ -338,10 +339,10 @@ def improve_in_dream(
     if resume and not loop.resume(run_dir):
         venv.close()
         raise FileNotFoundError(f"--resume: no checkpoint in {run_dir}")
-    # on resume, hide what a killed run logged after its last checkpoint (add_scalar curves;
-    # add_scalars, the "return" chart, writes through sub-writers that take no purge step)
+    # on resume, hide what a killed run logged after its last checkpoint
     purge = loop.iteration + 1 if loop.iteration else None
     writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=purge)
+    chart = ReturnChart(run_dir / "tensorboard", purge_step=purge)
     try:
         for it in tqdm(
             range(loop.iteration + 1, steps + 1),
@@ -360,10 +361,11 @@ def improve_in_dream(
                     "mean_return"
                 ]
             if scalars:
-                writer.add_scalars("return", scalars, it)
+                chart.add(scalars, it)
             if it % ckpt_every == 0 or it == steps:
                 loop.save(run_dir)
     finally:
         writer.close()
+        chart.close()
         venv.close()
     return save_policy(loop.policy.cpu().eval(), run_dir / "policy")

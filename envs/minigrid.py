@@ -108,8 +108,12 @@ class MiniGridPixelsEnv(gym.Env):
         self._inner.close()
 
     def _check_action(self, action: Any) -> int:
-        value = np.asarray(action)
-        if value.shape != () or value.dtype.kind not in "iu" or not 0 <= int(value) < 7:
+        value = np.asarray(action)  # integers, or integral floats (2.0) as LaneSim and dreams
+        integral = value.shape == () and (
+            value.dtype.kind in "iu"
+            or (value.dtype.kind == "f" and np.isfinite(value) and value == np.round(value))
+        )
+        if not integral or not 0 <= int(value) < 7:
             names = ", ".join(f"{i} {name}" for i, name in enumerate(ACTION_NAMES))
             raise ValueError(
                 f"action must be a single integer in [0, {len(ACTION_NAMES) - 1}] "

@@ -104,7 +104,10 @@ def _frame_of(obs) -> np.ndarray:
     return obs["grid"] if isinstance(obs, dict) else obs
 
 
-@pytest.mark.parametrize("action", [7, -1, 2.5, 2.0, np.array([1, 2]), np.array([1]), "2", None])
+@pytest.mark.parametrize(
+    "action",
+    [7, -1, 2.5, 7.0, float("nan"), float("inf"), np.array([1, 2]), np.array([1]), "2", None],
+)
 def test_bad_actions_raise_clear_error(action) -> None:
     env = gym.make(DOORKEY)
     env.reset(seed=0)
@@ -112,11 +115,13 @@ def test_bad_actions_raise_clear_error(action) -> None:
         env.step(action)
 
 
-@pytest.mark.parametrize("action", [2, np.int64(2), np.array(2), np.uint8(2)])
+@pytest.mark.parametrize("action", [2, np.int64(2), np.array(2), np.uint8(2), 2.0, np.float32(2)])
 def test_integer_actions_of_any_kind_are_accepted(action) -> None:
     env = gym.make(DOORKEY)
     env.reset(seed=0)
-    env.step(action)
+    after_int = gym.make(DOORKEY)
+    after_int.reset(seed=0)
+    assert np.array_equal(_frame_of(env.step(action)[0]), _frame_of(after_int.step(2)[0]))
 
 
 def test_bad_construction_and_step_before_reset() -> None:

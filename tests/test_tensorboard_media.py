@@ -42,3 +42,21 @@ def test_log_real_over_dream_writes_images_video_and_psnr(tmp_path, dtype):
     assert value.step == 3 and value.value == pytest.approx(
         20.0, abs=0.2
     )  # MSE ~0.01 (26/255 in uint8)
+
+
+def test_return_chart_curves_share_a_tag_and_a_resume_hides_a_killed_runs_later_points(tmp_path):
+    from agents.return_chart import ReturnChart
+
+    chart = ReturnChart(tmp_path)
+    for step in (1, 2, 3, 4):  # a run killed after its checkpoint at step 2
+        chart.add({"dream": float(step), "real": -float(step)}, step)
+    chart.close()
+    chart = ReturnChart(tmp_path, purge_step=3)  # resumed from step 2
+    for step in (3, 4):
+        chart.add({"dream": 10.0 * step, "real": -10.0 * step}, step)
+    chart.close()
+    for curve, sign in (("dream", 1), ("real", -1)):
+        events = EventAccumulator(str(tmp_path / f"return_{curve}"))
+        events.Reload()
+        points = [(e.step, e.value) for e in events.Scalars("return")]
+        assert points == [(1, sign * 1.0), (2, sign * 2.0), (3, sign * 30.0), (4, sign * 40.0)]
