@@ -147,6 +147,8 @@ def test_resaving_a_step_keeps_the_old_folder_until_the_new_one_is_in_place(tmp_
     assert folder == aside[0] and load_checkpoint(folder, model, opt)["note"] == "old"
     (folder / "optimizer.safetensors").unlink()  # an aside folder half removed is not used
     assert latest_checkpoint(tmp_path) is None
+    save_checkpoint(tmp_path, 6, model, opt, {"note": "next"})  # the next save clears it away
+    assert not folder.exists() and latest_checkpoint(tmp_path).name == "step-00000006"
 
 
 def test_tensorboard_hides_steps_logged_after_the_last_checkpoint(tmp_path):

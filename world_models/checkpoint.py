@@ -125,7 +125,8 @@ def save_checkpoint(
     """Write `checkpoints/step-<step>/` completely, then point `checkpoints/latest` at it.
 
     `state` is JSON-able training state (config, RNG states, counters). Older checkpoints
-    beyond the newest `keep` are removed (never the one just written).
+    beyond the newest `keep` are removed (never the one just written), and so are folders a
+    killed re-save left aside (`.step-*.old-*`): the pointer no longer needs them.
     """
     root = Path(run_dir) / "checkpoints"
     final = root / f"step-{step:08d}"
@@ -138,9 +139,9 @@ def save_checkpoint(
     write_json(tmp / "state.json", {"step": step, "optimizer": opt_meta, **state})
     replace_dir(tmp, final)
     atomic_write_text(root / "latest", final.name + "\n")
-    for old in sorted(root.glob("step-*"))[:-keep]:
-        if old != final:
-            shutil.rmtree(old, ignore_errors=True)
+    stale = [p for p in sorted(root.glob("step-*"))[:-keep] if p != final]
+    for old in stale + list(root.glob(".step-*.old-*")):
+        shutil.rmtree(old, ignore_errors=True)
     return final
 
 
