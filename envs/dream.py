@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from envs.actions import is_integral
 from world_models.action_encoder import spec_to_space
 from world_models.bundle import HOW_TO_FIX, Bundle, BundleError, load_bundle
 from world_models.masked_video import MaskedVideoModel
@@ -313,10 +314,7 @@ class DreamCore:
             if not np.issubdtype(array.dtype, np.number) or not np.isfinite(array).all():
                 raise ValueError(f"action {actions!r} must be finite numbers for {space}")
             return np.clip(array, space.low, space.high).astype(np.float32)
-        integral = np.issubdtype(array.dtype, np.integer) or (
-            np.issubdtype(array.dtype, np.floating) and np.all(array == np.round(array))
-        )
-        if not integral:
+        if not is_integral(array):
             raise ValueError(f"action {actions!r} must be integers for {space}")
         if isinstance(space, spaces.Discrete):
             low, high = space.start, space.start + space.n

@@ -35,6 +35,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs import lane_sim as ls
+from envs.actions import is_integral
 from envs.lane_render import VIEW, LaneRenderer
 
 MOVE_BINS = 21
@@ -185,7 +186,7 @@ class LaneSimEnv(gym.Env):
                 f"got shape {a.shape}"
             )
         values = a.tolist()
-        if a.dtype.kind not in "iu" and (a.dtype.kind != "f" or values != np.round(a).tolist()):
+        if not is_integral(a):
             raise ValueError(f"action must hold integers, got {values}")
         if not all(0 <= v < n for v, n in zip(values, _NVEC_LIST, strict=True)):
             raise ValueError(

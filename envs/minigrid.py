@@ -16,6 +16,8 @@ from gymnasium import spaces
 from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX
 from minigrid.minigrid_env import MiniGridEnv
 
+from envs.actions import is_integral
+
 IMAGE_SIZE = 64
 ACTION_NAMES = ("left", "right", "forward", "pickup", "drop", "toggle", "done")
 OBS_MODES = ("pixels", "symbolic")
@@ -108,12 +110,8 @@ class MiniGridPixelsEnv(gym.Env):
         self._inner.close()
 
     def _check_action(self, action: Any) -> int:
-        value = np.asarray(action)  # integers, or integral floats (2.0) as LaneSim and dreams
-        integral = value.shape == () and (
-            value.dtype.kind in "iu"
-            or (value.dtype.kind == "f" and np.isfinite(value) and value == np.round(value))
-        )
-        if not integral or not 0 <= int(value) < 7:
+        value = np.asarray(action)
+        if value.shape != () or not is_integral(value) or not 0 <= int(value) < 7:
             names = ", ".join(f"{i} {name}" for i, name in enumerate(ACTION_NAMES))
             raise ValueError(
                 f"action must be a single integer in [0, {len(ACTION_NAMES) - 1}] "
