@@ -281,15 +281,17 @@ class DreamCore:
         return state, latents, reward.float().cpu().numpy(), cont.float().cpu().numpy()
 
     @torch.no_grad()
-    def decode(self, latents: torch.Tensor) -> np.ndarray:
-        """Latents (B, ...) -> uint8 frames (B, H, W, C)."""
-        return to_uint8(self.world_model.decode(latents))
+    def decode(self, latents: torch.Tensor, state: Any) -> np.ndarray:
+        """Latents (B, ...) and the model state returned beside them -> uint8 frames (B, H, W,
+        C)."""
+        return to_uint8(self.world_model.decode(latents, state))
 
     def observe(self, latents: torch.Tensor, frames: np.ndarray | None) -> np.ndarray:
-        """Observations (B, ...) in the chosen mode; `frames` are the decoded pixels, if any."""
+        """Observations (B, ...) in the chosen mode: the latents, or `frames`, the rows' pixels
+        (given whenever obs_mode is "pixels")."""
         if self.obs_mode == "latents":
             return latents.float().cpu().numpy().astype(self.observation_space.dtype)
-        return frames if frames is not None else self.decode(latents)
+        return frames
 
     def terminated(self, cont: np.ndarray, rngs: list[np.random.Generator]) -> np.ndarray:
         """Episode ends from continue probabilities (B,): threshold, or one Bernoulli per row."""
@@ -412,7 +414,8 @@ class DreamEnv(gym.Env):
         self._state, self._latents, reward, cont = self.core.step(
             self._state, actions, self._generator
         )
-        frames = self.core.decode(self._latents) if self.core.obs_mode == "pixels" else None
+        pixels = self.core.obs_mode == "pixels"
+        frames = self.core.decode(self._latents, self._state) if pixels else None
         self._frame = None if frames is None else frames[0]
         self._steps += 1
         terminated = bool(self.core.terminated(cont, [self.np_random])[0])
@@ -426,5 +429,5 @@ class DreamEnv(gym.Env):
         if self.render_mode != "rgb_array" or self._latents is None:
             return None
         if self._frame is None:
-            self._frame = self.core.decode(self._latents)[0]
+            self._frame = self.core.decode(self._latents, self._state)[0]
         return self.core.render_frames(self._frame)

@@ -180,7 +180,7 @@ class DreamVectorEnv(VectorEnv):
                 self._state, actions, self._generators
             )
             pixels = self.core.obs_mode == "pixels"
-            self._frames = self.core.decode(self._latents) if pixels else None
+            self._frames = self.core.decode(self._latents, self._state) if pixels else None
             self._steps[active] += 1
             rewards[active], cont[active] = reward[active], cont_all[active]
             rngs = [self._rngs[i] for i in active]
@@ -209,7 +209,7 @@ class DreamVectorEnv(VectorEnv):
         if self.render_mode != "rgb_array" or self._latents is None:
             return None
         if self._frames is None:
-            self._frames = self.core.decode(self._latents)
+            self._frames = self.core.decode(self._latents, self._state)
         return tuple(self.core.render_frames(self._frames))
 
 

@@ -15,7 +15,7 @@ from gymnasium import spaces
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
-from tiny_models import TINY_DYNAMICS, TINY_TOKENIZER
+from tiny_models import TINY_DYNAMICS, TINY_TOKENIZER, TINY_TRANSFORMER_TOKENIZER
 
 from envs.dream import DreamEnv
 from envs.dream_vector import DreamSB3VecEnv, DreamVectorEnv
@@ -46,6 +46,29 @@ def lane_bundle(tmp_path_factory) -> Path:
     return tiny_bundle(
         root / "lane", spaces.Box(0, 255, (16, 16, 3), np.uint8), LANE_ACTIONS, horizon=8
     )
+
+
+@pytest.fixture(scope="module")
+def transformer_bundle(tmp_path_factory) -> Path:
+    """As `lane_bundle`, with a transformer tokenizer, whose decoder reads earlier frames."""
+    root = tmp_path_factory.mktemp("dream")
+    obs_space = spaces.Box(0, 255, (16, 16, 3), np.uint8)
+    return random_bundle(
+        root / "lane-transformer",
+        obs_space,
+        LANE_ACTIONS,
+        TINY_TRANSFORMER_TOKENIZER,
+        TINY_DYNAMICS,
+        contexts=5,
+        horizon=8,
+        tokenizer_kind="transformer",
+    )
+
+
+@pytest.fixture(params=["cnn", "transformer"])
+def any_lane_bundle(request, lane_bundle: Path, transformer_bundle: Path) -> Path:
+    """The LaneSim bundle with either tokenizer."""
+    return lane_bundle if request.param == "cnn" else transformer_bundle
 
 
 @pytest.fixture(scope="module")
@@ -205,12 +228,12 @@ def test_sampled_termination_follows_continue_probability(lane_bundle: Path) -> 
     assert not any(never.step(LANE_ACTIONS.sample())[2] for _ in range(8))
 
 
-def test_vector_env_equals_single_envs(lane_bundle: Path) -> None:
+def test_vector_env_equals_single_envs(any_lane_bundle: Path) -> None:
     """Sampled terminations end rows at different steps, so rows restart one by one (spliced
     into the batch); each single env is reset when it ends, as NEXT_STEP autoreset does."""
     n = 3
-    venv = DreamVectorEnv(n, bundle=lane_bundle, termination="sample")
-    singles = [DreamEnv(lane_bundle, termination="sample") for _ in range(n)]
+    venv = DreamVectorEnv(n, bundle=any_lane_bundle, termination="sample")
+    singles = [DreamEnv(any_lane_bundle, termination="sample") for _ in range(n)]
     assert venv.observation_space == gym.vector.utils.batch_space(singles[0].observation_space, n)
     assert venv.action_space.shape == (n, 7)
     obs, info = venv.reset(seed=10)
@@ -250,11 +273,12 @@ def test_next_step_autoreset(lane_bundle: Path) -> None:
     assert info["_continue_prob"].all() and not truncated.any() and rewards.all()
 
 
-def test_partial_reset_leaves_other_rows_alone(lane_bundle: Path) -> None:
+def test_partial_reset_leaves_other_rows_alone(any_lane_bundle: Path) -> None:
     """Restarting row 0 splices a fresh (shorter) cache into the batch; row 1 must go on exactly
     as a single env that was never reset, row 0 as a single env freshly reset."""
-    venv = DreamVectorEnv(2, bundle=lane_bundle, continue_threshold=0.0, horizon=100)
-    keep, fresh = DreamEnv(lane_bundle, horizon=100), DreamEnv(lane_bundle, horizon=100)
+    bundle = any_lane_bundle
+    venv = DreamVectorEnv(2, bundle=bundle, continue_threshold=0.0, horizon=100)
+    keep, fresh = DreamEnv(bundle, horizon=100), DreamEnv(bundle, horizon=100)
     venv.reset(seed=[1, 2])
     keep.reset(seed=2)
     LANE_ACTIONS.seed(1)
@@ -272,6 +296,25 @@ def test_partial_reset_leaves_other_rows_alone(lane_bundle: Path) -> None:
             s_obs, s_reward, *_ = env.step(a[row])
             assert np.abs(obs[row].astype(int) - s_obs).max() <= 1
             assert rewards[row] == pytest.approx(s_reward, abs=1e-4)
+
+
+def test_transformer_tokenizer_decodes_dreams_in_context(transformer_bundle: Path) -> None:
+    """Each dreamed frame is decoded with the rollout's earlier latents, as the tokenizer's
+    block-causal decoder reads a whole window; decoded alone it would come out different."""
+    env = DreamEnv(transformer_bundle)
+    model = env.core.world_model
+    obs, action, labeled = env.core.context([0, 1])
+    state, latents = model.start(obs, action, labeled)
+    window = [latents]
+    for _ in range(3):  # 4 context frames + 3 dreamed ones fit the decoder's 7
+        state, new, _, _ = model.step(state, action[:, -1])
+        window.append(new[:, None])
+    frames = model.decode(new, state)
+    whole = model.tokenizer.decode(torch.cat(window, 1))[:, -1].clamp(0, 1)
+    torch.testing.assert_close(frames, whole, atol=1e-5, rtol=0)
+    assert (frames - model.decode(new)).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="holds 2 rollouts but got 1 latents"):
+        model.decode(new[:1], state)
 
 
 def test_same_step_autoreset_and_sb3_adapter(lane_bundle: Path) -> None:

@@ -109,6 +109,25 @@ def test_block_causal_over_time():
     assert not torch.allclose(recon_other_past[:, 2], recon[:, 2], atol=1e-4)
 
 
+def test_frame_by_frame_decoding_equals_the_whole_window():
+    """decode_start + decode_next (the dream path, with a KV cache) give what `decode` gives for
+    the whole window while it fits `context_length`; beyond, the cache slides."""
+    torch.manual_seed(0)
+    model = TransformerTokenizer(tiny_config(time_every=1, context_length=4)).eval()
+    assert model.decodes_in_context
+    latents = model.encode(random_video(2, 6)).detach()
+    whole = model.decode(latents).detach()
+    frames, cache = model.decode_start(latents[:, :2])
+    torch.testing.assert_close(frames, whole[:, :2], atol=1e-5, rtol=0)
+    for t in range(2, 6):
+        frame, cache = model.decode_next(latents[:, t], cache)
+        assert cache.kv[0][0].shape[2] == min(t + 1, 4) and cache.position.tolist() == [t + 1] * 2
+        if t < 4:  # frames 0..t all in the cache
+            torch.testing.assert_close(frame, whole[:, t], atol=1e-5, rtol=0)
+    assert not torch.allclose(frame, whole[:, 5], atol=1e-4)  # frames 0 and 1 have slid out
+    assert not TransformerTokenizer(tiny_config(time_every=3)).decodes_in_context
+
+
 def test_mae_masking_only_in_training_mode():
     torch.manual_seed(0)
     model = TransformerTokenizer(tiny_config())
@@ -203,3 +222,5 @@ def test_clear_errors():
         TransformerTokenizerConfig(image_size=64, patch_size=6)
     with pytest.raises(ValueError, match="mask_ratio_max"):
         TransformerTokenizerConfig(mask_ratio_max=1.0)
+    with pytest.raises(ValueError, match="context_length must be >= 1"):
+        TransformerTokenizerConfig(context_length=0)

@@ -386,3 +386,22 @@ def test_the_seed_decides_the_initial_weights_of_a_run(trained, tmp_path):
         weights.append([torch.cat([p.flatten() for p in m.parameters()]) for m in models])
     assert all(torch.equal(x, y) for x, y in zip(weights[0], weights[1], strict=True))
     assert not any(torch.equal(x, y) for x, y in zip(weights[0], weights[2], strict=True))
+
+
+def test_a_transformer_tokenizer_decodes_dreams_with_its_training_window(trained, tmp_path):
+    """`--kind transformer`: the decoder's dream context is the longest training window
+    less one frame (here --long-seq-len 6), unless set."""
+    _, data, _, _ = trained
+    tiny = ["dim=32", "encoder_depth=1", "decoder_depth=2", "num_heads=2", "time_every=2"]
+    for name, extra in (("auto", []), ("set", ["--set", "context_length=2"])):
+        run_cli(
+            "train-tokenizer",
+            *("--dataset", "test/empty-v0", "--data-dir", data, "--steps", "1"),
+            *("--kind", "transformer", "--perceptual", "none", "--run-dir", tmp_path / name),
+            *(arg for setting in tiny for arg in ("--set", setting)),
+            *extra,
+            *FAST,
+            *("--long-seq-len", "6"),
+        )
+    assert load_trained(tmp_path / "auto", "tokenizer").config.context_length == 5
+    assert load_trained(tmp_path / "set", "tokenizer").config.context_length == 2

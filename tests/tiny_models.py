@@ -1,8 +1,19 @@
-"""Model settings small enough for tests: a CNN tokenizer and a dynamics model of a few
-thousand parameters, for `world_models.random_bundle.random_bundle`."""
+"""Model settings small enough for tests: a CNN tokenizer, a transformer tokenizer and a dynamics
+model of a few thousand parameters, for `world_models.random_bundle.random_bundle`."""
 
 TINY_TOKENIZER = dict(
     base_channels=8, max_channels=16, num_downsamples=2, blocks_per_stage=0, latent_dim=4
+)
+TINY_TRANSFORMER_TOKENIZER = dict(
+    patch_size=4,
+    num_latents=8,
+    latent_dim=4,
+    num_registers=1,
+    dim=32,
+    encoder_depth=2,
+    decoder_depth=2,
+    num_heads=2,
+    time_every=2,
 )
 TINY_DYNAMICS = dict(
     dim=32,

@@ -336,10 +336,9 @@ class Dynamics(nn.Module):
         dev = state.valid.device
         action_emb = self._embed_actions(action, labeled, (b,)).unsqueeze(1)  # (B, 1, dim)
         positions = state.position[:, None]
-        time_mask = None
-        if not bool(state.valid.all()):
-            ones = torch.ones(b, 1, dtype=torch.bool, device=dev)
-            time_mask = torch.cat((state.valid, ones), 1)[:, None, :]  # (B, 1, L + 1)
+        time_mask = state.attend_mask()
+        if time_mask is not None:
+            time_mask = time_mask[:, None, :]  # (B, 1, L + 1)
 
         def run(z: torch.Tensor, tau: torch.Tensor, d: torch.Tensor, write: bool = False):
             z, tau, d = z[:, None], tau[:, None], d[:, None]
@@ -360,11 +359,7 @@ class Dynamics(nn.Module):
         agent = agent[:, 0]
         reward = self.reward_head.predict(self.reward_head(agent)).float()
         cont = torch.sigmoid(self.continue_head(agent).float())
-        drop = max(kv[0][0].shape[2] - cfg.context_length, 0) if kv else 0
-        kv = [(k_[:, :, drop:], v_[:, :, drop:]) for k_, v_ in kv]
-        valid = torch.cat((state.valid, torch.ones(b, 1, dtype=torch.bool, device=dev)), 1)
-        new_state = DynamicsState(kv, valid[:, drop:], state.position + 1)
-        return latents.float(), reward, cont, new_state
+        return latents.float(), reward, cont, state.advance(kv, cfg.context_length)
 
     def _guided_denoise(
         self,

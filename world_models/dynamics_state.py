@@ -1,4 +1,5 @@
-"""Inference state of the dynamics model: the KV cache of a batch of rollouts."""
+"""The KV cache over past frames of a batch of rollouts: the dynamics model's inference state,
+and the transformer tokenizer's decoder cache when it decodes a rollout frame by frame."""
 
 from __future__ import annotations
 
@@ -26,6 +27,23 @@ class DynamicsState:
     @property
     def batch_size(self) -> int:
         return self.valid.shape[0]
+
+    def attend_mask(self) -> torch.Tensor | None:
+        """(B, L + 1) bool over the cache and one new frame, True = may attend; None when no
+        row's cache has left padding (every key may be attended)."""
+        if bool(self.valid.all()):
+            return None
+        ones = torch.ones(self.batch_size, 1, dtype=torch.bool, device=self.valid.device)
+        return torch.cat((self.valid, ones), 1)
+
+    def advance(self, kv: list[KV], keep: int) -> DynamicsState:
+        """The state after one frame per row was written: `kv` holds this cache plus the new
+        frame's keys and values; only the last `keep` frames stay (a sliding window)."""
+        drop = max(self.valid.shape[1] + 1 - keep, 0)
+        kv = [(k[:, :, drop:], v[:, :, drop:]) for k, v in kv]
+        ones = torch.ones(self.batch_size, 1, dtype=torch.bool, device=self.valid.device)
+        valid = torch.cat((self.valid, ones), 1)[:, drop:]
+        return DynamicsState(kv, valid, self.position + 1)
 
     def _padded(self, length: int) -> DynamicsState:
         pad = length - self.valid.shape[1]

@@ -172,7 +172,8 @@ class MaskedVideoWorldModel(BaseWorldModel):
         return new_state, tokens, reward, torch.ones_like(reward)
 
     @torch.no_grad()
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Tokens (B, N, P) -> frames (B, S, S, C) float in [0, 1] at `frame_size`."""
+    def decode(self, latents: torch.Tensor, state: MaskedVideoState | None = None) -> torch.Tensor:
+        """Tokens (B, N, P) -> frames (B, S, S, C) float in [0, 1] at `frame_size` (tokens are
+        pixels: `state` is not needed)."""
         frames = resize_frames(self.model.tokens_to_frames(latents), self.frame_size)
         return frames.float() / 255

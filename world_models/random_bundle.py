@@ -23,9 +23,11 @@ def random_bundle(
     context_length: int = 4,
     horizon: int = 200,
     seed: int = 0,
+    tokenizer_kind: str = "cnn",
 ) -> Path:
     """Write a bundle with untrained (random) weights and random start contexts, for tests and
-    benchmarks. `tokenizer` / `dynamics` override fields of `CNNTokenizerConfig` /
+    benchmarks. `tokenizer` / `dynamics` override fields of the tokenizer's config
+    (`CNNTokenizerConfig`, or `TransformerTokenizerConfig` for tokenizer_kind="transformer") /
     `DynamicsConfig` (defaults: the full-size models). Parameters that start at zero (the
     reward and continue heads' output layers) get small random values, so rewards and
     continue probabilities vary."""
@@ -33,13 +35,19 @@ def random_bundle(
     from world_models.bundle import save_bundle
     from world_models.dynamics import Dynamics, DynamicsConfig
     from world_models.tokenizer_cnn import CNNTokenizer, CNNTokenizerConfig
+    from world_models.tokenizer_transformer import TransformerTokenizer, TransformerTokenizerConfig
 
+    kinds = {
+        "cnn": (CNNTokenizer, CNNTokenizerConfig),
+        "transformer": (TransformerTokenizer, TransformerTokenizerConfig),
+    }
+    if tokenizer_kind not in kinds:
+        raise ValueError(f"tokenizer_kind must be one of {sorted(kinds)}, got {tokenizer_kind!r}")
+    model, config = kinds[tokenizer_kind]
     height, _, channels = observation_space.shape
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        tok = CNNTokenizer(
-            CNNTokenizerConfig(image_size=height, channels=channels, **(tokenizer or {}))
-        )
+        tok = model(config(image_size=height, channels=channels, **(tokenizer or {})))
         dyn = Dynamics(
             DynamicsConfig(
                 action_spec=space_to_spec(action_space),

@@ -37,6 +37,8 @@ class Tokenizer(nn.Module):
 
     num_latents: int  # N, latent tokens per frame
     latent_dim: int  # D, width of each latent token
+    decodes_in_context = False  # True: a frame's pixels depend on earlier frames' latents, and
+    # the tokenizer has `decode_start` / `decode_next` to decode a rollout frame by frame
 
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         """(B, T, H, W, C) uint8 or float in [0, 1] -> latents (B, T, N, D) in [-1, 1]."""

@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from world_models.layers import Attention, RMSNorm, RotaryEmbedding, TransformerBlock
+from world_models.dynamics_state import DynamicsState
+from world_models.layers import KV, Attention, RMSNorm, Rope, RotaryEmbedding, TransformerBlock
 from world_models.tokenizer import Tokenizer, check_video, video_to_float
 
 
@@ -51,6 +52,7 @@ class TransformerTokenizerConfig:
     time_every: int = 2  # every k-th layer adds causal attention over time (space: every layer)
     soft_cap: float | None = None  # attention logit soft-capping (slower manual attention path)
     mask_ratio_max: float = 0.9  # MAE: per-frame mask ratio p ~ U(0, mask_ratio_max)
+    context_length: int = 7  # past frames the decoder reads frame by frame (keep < train window)
 
     def __post_init__(self) -> None:
         if self.image_size % self.patch_size:
@@ -59,8 +61,11 @@ class TransformerTokenizerConfig:
             )
         if min(self.num_latents, self.latent_dim, self.encoder_depth, self.decoder_depth) < 1:
             raise ValueError("num_latents, latent_dim and the depths must be at least 1")
-        if self.time_every < 1:
-            raise ValueError(f"time_every must be >= 1, got {self.time_every}")
+        if self.time_every < 1 or self.context_length < 1:
+            raise ValueError(
+                f"time_every and context_length must be >= 1, got {self.time_every} and "
+                f"{self.context_length}"
+            )
         if not 0.0 <= self.mask_ratio_max < 1.0:
             raise ValueError(f"mask_ratio_max must be in [0, 1), got {self.mask_ratio_max}")
 
@@ -134,17 +139,41 @@ class SpaceTimeTransformer(nn.Module):
         self.rope = RotaryEmbedding(dim // num_heads)
         self.norm = RMSNorm(dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        valid: torch.Tensor | None = None,
+        past: list[KV] | None = None,
+        return_kv: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, list[KV]]:
+        """x (B, T, S, dim) -> (B, T, S, dim); with return_kv also the (k, v) of every time
+        layer, past keys first, each (B*S, H_kv, L + T, head_dim).
+
+        positions: frame positions (T,) or (B, T) (default 0..T-1). past: cached (k, v) per
+        time layer, each (B*S, H_kv, L, head_dim). valid: (B, L + T) bool, False where a row's
+        cache is left padding (see `DynamicsState`).
+        """
         b, t, s, d = x.shape
-        rope = self.rope(torch.arange(t, device=x.device))
+        if positions is None:
+            positions = torch.arange(t, device=x.device)
+        rope = self.rope(positions)
+        if positions.ndim == 2:  # per-row positions: one copy per token position, as (B*S)
+            rope = Rope(*(r.repeat_interleave(s, dim=0) for r in rope))
+        mask = None if valid is None else valid.repeat_interleave(s, dim=0)[:, None, None, :]
+        new_kv: list[KV] = []
         for i, block in enumerate(self.space):
             if str(i) in self.time:
                 norm, attn = self.time[str(i)]
+                layer_past = past[len(new_kv)] if past is not None else None
                 y = x.transpose(1, 2).reshape(b * s, t, d)  # one sequence over time per token
-                y = y + attn(norm(y), rope=rope, is_causal=True)
+                out = attn(norm(y), rope, mask, True, past_kv=layer_past, return_kv=True)
+                y = y + out[0]
+                new_kv.append(out[1])
                 x = y.view(b, s, t, d).transpose(1, 2)
             x = block(x.reshape(b * t, s, d)).view(b, t, s, d)
-        return self.norm(x)
+        x = self.norm(x)
+        return (x, new_kv) if return_kv else x
 
 
 def _embedding(*shape: int) -> nn.Parameter:
@@ -215,8 +244,13 @@ class TransformerTokenizer(Tokenizer):
         latents = x[:, :, c.num_patches : c.num_patches + c.num_latents]
         return torch.tanh(self.bottleneck(latents))
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Latents (B, T, N, D) -> video (B, T, H, W, C) float in [0, 1]."""
+    @property
+    def decodes_in_context(self) -> bool:
+        """Whether the decoder attends over time, so a frame's pixels depend on earlier latents."""
+        return bool(self.decoder.time)
+
+    def _decoder_tokens(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents (B, T, N, D) -> decoder tokens (B, T, P + R + N, dim)."""
         c = self.config
         if latents.ndim != 4 or tuple(latents.shape[2:]) != (c.num_latents, c.latent_dim):
             raise ValueError(
@@ -226,10 +260,45 @@ class TransformerTokenizer(Tokenizer):
         b, t = latents.shape[:2]
         z = self.latent_in(latents.to(self.latent_in.weight.dtype)) + self.latent_pos  # (B,T,N,dim)
         queries = torch.cat((self.patch_queries, self.decoder_registers)).to(z.dtype)
-        x = torch.cat((queries.expand(b, t, -1, -1), z), dim=2)  # (B, T, P + R + N, dim)
-        x = self.decoder(x)
+        return torch.cat((queries.expand(b, t, -1, -1), z), dim=2)
+
+    def _pixels(self, x: torch.Tensor) -> torch.Tensor:
+        """Decoder output (B, T, S, dim) -> video (B, T, H, W, C) in [0, 1]."""
+        c = self.config
         patches = torch.sigmoid(self.pixel_head(x[:, :, : c.num_patches]))
         return unpatchify(patches, c.patch_size, c.channels)
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Latents (B, T, N, D) -> video (B, T, H, W, C) float in [0, 1]."""
+        return self._pixels(self.decoder(self._decoder_tokens(latents)))
+
+    @torch.no_grad()
+    def decode_start(self, latents: torch.Tensor) -> tuple[torch.Tensor, DynamicsState]:
+        """Decode a rollout's first frames, latents (B, T0, N, D) -> (video (B, T0, H, W, C),
+        the decoder's KV cache of the last `context_length` of them, for `decode_next`)."""
+        x, kv = self.decoder(self._decoder_tokens(latents), return_kv=True)
+        b, t = latents.shape[:2]
+        keep = min(t, self.config.context_length)
+        kv = [(k[:, :, -keep:], v[:, :, -keep:]) for k, v in kv]
+        valid = torch.ones(b, keep, dtype=torch.bool, device=latents.device)
+        position = torch.full((b,), t, dtype=torch.long, device=latents.device)
+        return self._pixels(x), DynamicsState(kv, valid, position)
+
+    @torch.no_grad()
+    def decode_next(
+        self, latents: torch.Tensor, cache: DynamicsState
+    ) -> tuple[torch.Tensor, DynamicsState]:
+        """Decode each rollout's next frame, latents (B, N, D), reading the frames in `cache`:
+        -> (frames (B, H, W, C), the cache with this frame, at most `context_length` kept).
+        Equal to `decode` of the whole window's latents while the window fits the cache."""
+        x, kv = self.decoder(
+            self._decoder_tokens(latents[:, None]),
+            cache.position[:, None],
+            cache.attend_mask(),
+            cache.kv,
+            return_kv=True,
+        )
+        return self._pixels(x)[:, 0], cache.advance(kv, self.config.context_length)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         """Reconstruction (B, T, H, W, C) in [0, 1]; MAE patch dropout in training mode only."""

@@ -45,8 +45,12 @@ def show_reconstructions(
     writer.add_images("tokenizer/real_over_recon", grid.clamp(0, 1), step, dataformats="NHWC")
 
 
-def default_model_spec(kind: str, view: SequenceView, overrides: dict[str, Any]) -> dict[str, Any]:
-    """The model spec for a tokenizer of `kind` sized for the dataset's frames."""
+def default_model_spec(
+    kind: str, view: SequenceView, overrides: dict[str, Any], train: TrainConfig
+) -> dict[str, Any]:
+    """The model spec for a tokenizer of `kind` sized for the dataset's frames. A transformer
+    tokenizer's decoder reads at most T - 1 past frames in a dream, as the last frame of its
+    longest training windows (T frames) did."""
     if kind not in TOKENIZER_KINDS:
         raise ValueError(f"unknown tokenizer kind {kind!r}; choose one of {TOKENIZER_KINDS}")
     shape = view.observation_space.shape
@@ -54,9 +58,14 @@ def default_model_spec(kind: str, view: SequenceView, overrides: dict[str, Any])
         raise ValueError(f"tokenizers need square (H, W, C) image observations, got {shape}")
     if kind == "cnn":
         from world_models.tokenizer_cnn import CNNTokenizerConfig as Config
+
+        config = Config(image_size=shape[0], channels=shape[2])
     else:
         from world_models.tokenizer_transformer import TransformerTokenizerConfig as Config
-    config = apply_overrides(Config(image_size=shape[0], channels=shape[2]), overrides)
+
+        longest = max(train.seq_len, train.long_seq_len)
+        config = Config(image_size=shape[0], channels=shape[2], context_length=max(longest - 1, 1))
+    config = apply_overrides(config, overrides)
     return {"kind": f"{kind}-tokenizer", "config": dataclasses.asdict(config)}
 
 
@@ -94,6 +103,7 @@ def train_tokenizer(
 ) -> dict[str, Any]:
     """Train (or resume) a tokenizer; writes `run_dir/tokenizer/` and returns held-out metrics."""
     run_dir = Path(run_dir)
+    train = train or TrainConfig()
     full = SequenceView(dataset_id, data_dir=data_dir)
     full.require_images("a tokenizer")
     settings = {
@@ -102,8 +112,8 @@ def train_tokenizer(
         "holdout": holdout,
         "perceptual": perceptual,
         "perceptual_frames": perceptual_frames,
-        "train": dataclasses.asdict(train or TrainConfig()),
-        "model": default_model_spec(kind, full, model_overrides or {}),
+        "train": dataclasses.asdict(train),
+        "model": default_model_spec(kind, full, model_overrides or {}, train),
     }
     settings = prepare_run(run_dir, settings, resume, must_match=("dataset_id",))
     train_ids, test_ids = split_episodes(full.num_episodes, settings["holdout"], seed=0)

@@ -3,8 +3,10 @@
 The one sampler every consumer goes through (dream envs, evaluation, trainers' dream videos):
 `start` reads real context frames into the dynamics' KV cache, `step` imagines one frame per
 action for every row of a batch, `decode` turns latents into pixels, and `imagine` runs a
-whole open-loop rollout. The dynamics state is passed in and out, so batched envs can
-restart single rows (`DynamicsState.replace_rows`). `BaseWorldModel` is that interface; the
+whole open-loop rollout. The state is passed in and out, so batched envs can restart single
+rows (`replace_rows`). A tokenizer whose decoder reads earlier frames (the transformer
+tokenizer) decodes each imagined frame in `step`, with its own KV cache in the state, and
+`decode` given that state returns the frame. `BaseWorldModel` is that interface; the
 masked video model has it too (`world_models.masked_video_world_model`).
 """
 
@@ -19,6 +21,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
+from world_models.dynamics_state import DynamicsState
 from world_models.tokenizer import Tokenizer
 
 Generators = torch.Generator | list[torch.Generator] | None  # one, or one per row
@@ -40,6 +43,30 @@ def _check_compiler(device: torch.device) -> None:
             "compile=True on CPU needs a C++ compiler (c++, g++ or clang++) on PATH; install "
             "one (e.g. `apt install g++`) or use compile=False"
         )
+
+
+@dataclass
+class WorldModelState:
+    """Inference state of B rollouts of a `WorldModel`: the dynamics' KV cache and, for a
+    tokenizer that decodes in context, its decoder cache and each row's newest frame decoded
+    with it (B, H, W, C) in [0, 1]."""
+
+    dynamics: DynamicsState
+    decoder: DynamicsState | None = None
+    frames: torch.Tensor | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return self.dynamics.batch_size
+
+    def replace_rows(self, rows: torch.Tensor, other: WorldModelState) -> WorldModelState:
+        """A new state where batch rows `rows` come from `other` (e.g. envs that were reset)."""
+        dynamics = self.dynamics.replace_rows(rows, other.dynamics)
+        if self.decoder is None or other.decoder is None:
+            return WorldModelState(dynamics)
+        frames = self.frames.clone()
+        frames[torch.as_tensor(rows, device=frames.device).long()] = other.frames
+        return WorldModelState(dynamics, self.decoder.replace_rows(rows, other.decoder), frames)
 
 
 class BaseWorldModel(nn.Module):
@@ -75,8 +102,10 @@ class BaseWorldModel(nn.Module):
         (B,), continue probability (B,))."""
         raise NotImplementedError
 
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """One frame's latents per row (B, ...) -> frames (B, H, W, C) float in [0, 1]."""
+    def decode(self, latents: torch.Tensor, state: Any = None) -> torch.Tensor:
+        """One frame's latents per row (B, ...) -> frames (B, H, W, C) float in [0, 1].
+        `state`: the one `start` or `step` returned beside these latents, which lets a decoder
+        that reads earlier frames use them (None: each frame decoded alone)."""
         raise NotImplementedError
 
     def compile_for_speed(self) -> None:
@@ -102,7 +131,7 @@ class BaseWorldModel(nn.Module):
         frames, rewards, conts = [], [], []
         for t in range(context, obs.shape[1]):
             state, latents, reward, cont = self.step(state, action[:, t], generator, labeled[:, t])
-            frames.append(self.decode(latents))
+            frames.append(self.decode(latents, state))
             rewards.append(reward)
             conts.append(cont)
         return Imagined(torch.stack(frames, 1), torch.stack(rewards, 1), torch.stack(conts, 1))
@@ -140,32 +169,47 @@ class WorldModel(BaseWorldModel):
         action: torch.Tensor,
         labeled: torch.Tensor,
         generator: Generators = None,
-    ) -> tuple[Any, torch.Tensor]:
-        """Read real context into a new dynamics state: obs (B, T0, H, W, C) uint8, action
+    ) -> tuple[WorldModelState, torch.Tensor]:
+        """Read real context into a new state: obs (B, T0, H, W, C) uint8, action
         (B, T0, ...), labeled (B, T0) (alignment of data_collection.sequence_view).
         Returns (state, context latents (B, T0, N, D))."""
         latents = self.tokenizer.encode(obs)
-        return self.dynamics.start(latents, action, labeled, generator=generator), latents
+        state = WorldModelState(self.dynamics.start(latents, action, labeled, generator=generator))
+        if self.tokenizer.decodes_in_context:
+            frames, state.decoder = self.tokenizer.decode_start(latents)
+            state.frames = frames[:, -1].float().clamp(0, 1)
+        return state, latents
 
     @torch.no_grad()
     def step(
         self,
-        state: Any,
+        state: WorldModelState,
         action: torch.Tensor,
         generator: Generators = None,
         labeled: torch.Tensor | None = None,
-    ) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[WorldModelState, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Imagine the frame each row's action (B, ...) leads to, with K shortcut steps
         (labeled (B,): False uses the no-action embedding). Returns (state, latents (B, N, D),
         reward (B,), continue probability (B,))."""
-        latents, reward, cont, state = self.dynamics.step(
-            state, action, num_steps=self.num_steps, generator=generator, labeled=labeled
+        latents, reward, cont, dynamics = self.dynamics.step(
+            state.dynamics, action, num_steps=self.num_steps, generator=generator, labeled=labeled
         )
-        return state, latents, reward, cont
+        new_state = WorldModelState(dynamics)
+        if state.decoder is not None:
+            frames, new_state.decoder = self.tokenizer.decode_next(latents, state.decoder)
+            new_state.frames = frames.float().clamp(0, 1)
+        return new_state, latents, reward, cont
 
     @torch.no_grad()
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """Latents (B, N, D) -> frames (B, H, W, C) float in [0, 1], each frame decoded alone
-        (as the first of a window: a transformer tokenizer's decoder then sees no earlier
-        latents, which in training it did from the second frame of a window on)."""
+    def decode(self, latents: torch.Tensor, state: WorldModelState | None = None) -> torch.Tensor:
+        """Latents (B, N, D) -> frames (B, H, W, C) float in [0, 1]. With the `state` returned
+        beside them, a tokenizer that decodes in context gives the frame it decoded there from
+        the rollout's earlier frames; otherwise each frame is decoded alone."""
+        if state is not None and state.frames is not None:
+            if state.frames.shape[0] != latents.shape[0]:
+                raise ValueError(
+                    f"the state holds {state.frames.shape[0]} rollouts but got "
+                    f"{latents.shape[0]} latents"
+                )
+            return state.frames
         return self.tokenizer.decode(latents[:, None])[:, 0].float().clamp(0, 1)
