@@ -60,9 +60,15 @@ def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 100) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def aside(path: Path, tag: str = "*") -> Path:
+    """Where `replace_dir` renames an old folder `path` aside: `.NAME.old-TAG`; the default
+    tag gives the glob pattern of all such names."""
+    return path.with_name(f".{path.name}.old-{tag}")
+
+
 def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     """Rename the complete folder `src` to `dst`, replacing an existing `dst`. Everything in
-    `src` is flushed first; the old `dst` is renamed aside (`.NAME.old-*`) and removed last,
+    `src` is flushed first; the old `dst` is renamed `aside` (`.NAME.old-*`) and removed last,
     so a crash leaves the new folder, or the old one (possibly under that hidden name)."""
     src, dst = Path(src), Path(dst)
     for folder, _, files in os.walk(src):
@@ -72,7 +78,7 @@ def replace_dir(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     trash = None
     if dst.exists():
-        trash = dst.with_name(f".{dst.name}.old-{uuid.uuid4().hex}")
+        trash = aside(dst, uuid.uuid4().hex)
         os.rename(dst, trash)
     os.rename(src, dst)
     fsync(dst.parent)

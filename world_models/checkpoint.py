@@ -22,7 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from world_models.atomic import atomic_write_text, publish, replace_dir, tmp_beside
+from world_models.atomic import aside, atomic_write_text, publish, replace_dir, tmp_beside
 
 
 class CheckpointError(ValueError):
@@ -130,7 +130,7 @@ def save_checkpoint(
     """
     root = Path(run_dir) / "checkpoints"
     final = root / f"step-{step:08d}"
-    tmp = root / f".step-{step:08d}.tmp"
+    tmp = tmp_beside(final)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_tensors(tmp / "model.safetensors", unwrap(model).state_dict())
@@ -140,7 +140,7 @@ def save_checkpoint(
     replace_dir(tmp, final)
     atomic_write_text(root / "latest", final.name + "\n")
     stale = [p for p in sorted(root.glob("step-*"))[:-keep] if p != final]
-    for old in stale + list(root.glob(".step-*.old-*")):
+    for old in stale + list(root.glob(aside(root / "step-*").name)):
         shutil.rmtree(old, ignore_errors=True)
     return final
 
@@ -159,9 +159,9 @@ def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
         folder = root / pointer.read_text().strip()
         if folder.is_dir():
             return folder
-        aside = [p for p in root.glob(f".{folder.name}.old-*") if _complete(p)]
-        if aside:
-            return max(aside, key=lambda p: p.stat().st_mtime)
+        set_aside = [p for p in root.glob(aside(folder).name) if _complete(p)]
+        if set_aside:
+            return max(set_aside, key=lambda p: p.stat().st_mtime)
     steps = sorted(p for p in root.glob("step-*") if p.is_dir())
     if not steps:
         return None
