@@ -319,7 +319,7 @@ class DiffusionPolicy(nn.Module):
         b, length = ctx.shape[0], self.length
         x = torch.full((b, length), self.mask_id, dtype=torch.long, device=ctx.device)
         for k in range(steps, 0, -1):
-            t, s = k / steps, (k - 1) / steps
+            t = k / steps
             logp = self.log_probs(ctx, x, torch.full((b,), t, device=ctx.device))
             if temperature > 0:
                 probs = (logp / temperature).softmax(-1).reshape(b * length, -1)
@@ -329,7 +329,7 @@ class DiffusionPolicy(nn.Module):
             conf = logp.gather(-1, cand[..., None]).squeeze(-1)
             masked = x == self.mask_id
             conf = conf.masked_fill(~masked, float("-inf"))
-            target = math.ceil(length * (1 - s))
+            target = -(-length * (steps - k + 1) // steps)  # ceil(L (1 - s)), s = (k - 1) / S
             reveal = target - (length - masked.sum(-1))  # (B,) tokens to reveal now
             rank = conf.argsort(-1, descending=True).argsort(-1)  # 0 = most confident
             chosen = masked & (rank < reveal[:, None])

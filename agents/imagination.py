@@ -28,7 +28,13 @@ from tqdm import tqdm
 from agents.diffusion_policy import DiffusionPolicy, load_diffusion_policy, save_policy
 from agents.obs_encoders import check_obs_space, make_encoder
 from world_models.action_encoder import spec_to_space
-from world_models.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from world_models.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    set_torch_rng_state,
+    torch_rng_state,
+)
 from world_models.runs import apply_overrides, prepare_run
 
 
@@ -244,7 +250,7 @@ class Imagination:
         state = {
             "config": asdict(self.cfg),
             "generator": self.generator.get_state().tolist(),
-            "torch_rng": torch.get_rng_state().tolist(),  # the BC loss's masks
+            **torch_rng_state(self.device),  # the BC loss's masks
         }
         return save_checkpoint(run_dir, self.iteration, self.learner, self.opt, state)
 
@@ -259,7 +265,7 @@ class Imagination:
             group["lr"] = lr  # this run's settings, not the checkpoint's
         self.iteration = int(state["step"])
         self.generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
-        torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+        set_torch_rng_state(state, self.device)
         self.obs, _ = self.venv.reset(seed=self.cfg.seed * 1_000_000 + self.iteration)
         self.episode_return[:] = 0.0
         return True

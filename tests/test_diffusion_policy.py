@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import gymnasium as gym
 import numpy as np
@@ -111,6 +112,17 @@ def test_sampler_never_changes_decoded_tokens(temperature):
         decoded = before != policy.mask_id
         assert torch.equal(after[decoded], before[decoded])
     assert (out[:, 0::2] < 4).all() and (out[:, 1::2] < 3).all()
+
+
+@pytest.mark.parametrize("horizon, steps", [(7, 7), (9, 3), (10, 4), (8, 8)])
+def test_sampler_reveals_tokens_on_the_linear_schedule(horizon, steps):
+    """After step j of S, ceil(L j / S) tokens are decoded (exactly, for any S: float rounding
+    in 1 - (k - 1) / S once revealed a token early and none at a later step)."""
+    policy = tiny_policy(spaces.Discrete(5), horizon=horizon)
+    trace: list[torch.Tensor] = []
+    policy.sample(torch.zeros(2, 16, 16, 3, dtype=torch.uint8), steps=steps, trace=trace)
+    decoded = [(x != policy.mask_id).sum(-1).tolist() for x in trace]
+    assert decoded == [[math.ceil(horizon * j / steps)] * 2 for j in range(1, steps + 1)]
 
 
 def test_mdlm_loss_ignores_padding():

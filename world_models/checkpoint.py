@@ -145,6 +145,22 @@ def save_checkpoint(
     return final
 
 
+def torch_rng_state(device: torch.device) -> dict[str, Any]:
+    """torch's random streams as JSON-able lists: the CPU one, and the CUDA one of `device`
+    when it is a CUDA device (where tensors made on it draw from)."""
+    state = {"torch_rng": torch.get_rng_state().tolist()}
+    if device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(device).tolist()
+    return state
+
+
+def set_torch_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    """Restore the streams `torch_rng_state` saved (the CUDA one only on a CUDA device)."""
+    torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
+    if "cuda_rng" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(torch.tensor(state["cuda_rng"], dtype=torch.uint8), device)
+
+
 def latest_checkpoint(run_dir: str | os.PathLike) -> Path | None:
     """The folder `checkpoints/latest` names, or None when the run has no checkpoint yet.
 

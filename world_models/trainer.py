@@ -25,7 +25,14 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
-from world_models.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, unwrap
+from world_models.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    set_torch_rng_state,
+    torch_rng_state,
+    unwrap,
+)
 
 Batch = dict[str, Any]  # tensors, or dicts of tensors (Dict observations)
 Sampler = Callable[[int, int, np.random.Generator], dict[str, np.ndarray]]
@@ -147,21 +154,11 @@ class Trainer:
 
     def _rng_state(self) -> dict[str, Any]:
         """This process's random streams: the batch sampler's, torch's CPU and CUDA ones."""
-        state = {
-            "numpy_rng": self.rng.bit_generator.state,
-            "torch_rng": torch.get_rng_state().tolist(),
-        }
-        if self.device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state(self.device).tolist()
-        return state
+        return {"numpy_rng": self.rng.bit_generator.state, **torch_rng_state(self.device)}
 
     def _set_rng_state(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state["numpy_rng"]
-        torch.set_rng_state(torch.tensor(state["torch_rng"], dtype=torch.uint8))
-        if "cuda_rng" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(
-                torch.tensor(state["cuda_rng"], dtype=torch.uint8), self.device
-            )
+        set_torch_rng_state(state, self.device)
 
     def _state(self) -> dict[str, Any]:
         """The JSON state of a checkpoint, with every process's random streams (a collective
