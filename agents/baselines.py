@@ -145,10 +145,13 @@ def build_model(
     return model
 
 
-def real_eval_callback(eval_env: str, every: int, episodes: int, log_dir: Path):
-    """SB3 callback: every `every` steps score the agent in `eval_env` and write
-    `train` and `real` curves to the "return" chart (`agents.return_chart`); on resume the
-    points a killed run logged past its checkpoint are hidden."""
+def real_eval_callback(
+    eval_env: str, every: int, episodes: int, log_dir: Path, sample: bool = True
+):
+    """SB3 callback: every `every` steps score the agent in `eval_env` (drawing its actions,
+    or with `sample` False taking the most likely) and write `train` and `real` curves to the
+    "return" chart (`agents.return_chart`); on resume the points a killed run logged past its
+    checkpoint are hidden."""
     from stable_baselines3.common.callbacks import BaseCallback
 
     from agents.evaluation import evaluate_policy
@@ -164,9 +167,8 @@ def real_eval_callback(eval_env: str, every: int, episodes: int, log_dir: Path):
         def _on_step(self) -> bool:
             if self.num_timesteps >= self.next_eval:
                 self.next_eval += every
-                real = evaluate_policy(SB3Policy(self.model), eval_env, episodes, progress=False)[
-                    "mean_return"
-                ]
+                policy = SB3Policy(self.model, sample)
+                real = evaluate_policy(policy, eval_env, episodes, progress=False)["mean_return"]
                 buf = self.model.ep_info_buffer
                 scalars = {"real": real}
                 if buf:
@@ -290,7 +292,11 @@ def train_sb3(
     callbacks = [progress_callback(steps), checkpoint_callback(checkpoint, ckpt_every)]
     if eval_env and eval_every > 0:
         callbacks.append(
-            real_eval_callback(eval_env, eval_every, eval_episodes, run_dir / "tensorboard")
+            # the policy PPO and A2C learn draws its actions (their argmax can loop in place);
+            # DQN's is greedy
+            real_eval_callback(
+                eval_env, eval_every, eval_episodes, run_dir / "tensorboard", algo.lower() != "dqn"
+            )
         )
     model.learn(
         total_timesteps=max(steps - model.num_timesteps, 0),

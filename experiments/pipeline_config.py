@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from experiments.arg_types import check_device
+from experiments.policy_loading import SB3_ALGOS
 from world_models.checkpoint import read_json
 from world_models.trainer import TrainConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs" / "pipelines"
-SB3 = ("ppo", "a2c", "dqn")
+SB3 = SB3_ALGOS
 ALGOS = (*SB3, "bc", "imagination")
 BASELINES = ("expert", "random", "noisy")
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
@@ -38,8 +39,9 @@ DEFAULTS: dict[str, Any] = {
     "dynamics": {"model": {}, "train": {}, "context_length": 1, "horizon": 200},
     "eval_world_model": {"context": 4, "horizon": 16, "windows": 64, "num_steps": [4]},
     "policies": [],
-    # temperature: diffusion policies draw action tokens (> 0) or take the most likely (0);
-    # the DoorKey configs use 1, since argmax policies can loop in place forever
+    # temperature: diffusion policies draw action tokens (> 0) or take the most likely (0),
+    # SB3 agents draw actions (1) or take the most likely (0); the DoorKey configs use 1,
+    # since argmax policies can loop in place forever
     "score": {
         "episodes": 20,
         "max_steps": None,
@@ -294,6 +296,13 @@ def validate_config(raw: Any, default_experiment: str = "pipeline") -> dict[str,
     if not set(baselines) <= set(BASELINES):
         raise ValueError(f"score.baselines must be a list drawn from {BASELINES}")
     config["policies"] = _check_agents(config["policies"], baselines)
+    temperature = config["score"]["temperature"]
+    sb3 = [a["name"] for a in config["policies"] if a["algo"] in SB3]
+    if sb3 and temperature not in (0, 1):
+        raise ValueError(
+            f"score.temperature {temperature}: SB3 agents {sb3} take 0 (most likely action) or "
+            "1 (actions drawn from the policy)"
+        )
     return config
 
 

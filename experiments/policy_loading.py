@@ -7,20 +7,24 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from data_collection.policies import POLICY_KINDS, Policy, check_action_space, make_policy
 
 
 class SB3Policy(Policy):
-    """A saved Stable-Baselines3 model (.zip) acting deterministically.
+    """A saved Stable-Baselines3 model (.zip): its most likely action, or with `sample` an
+    action drawn from its distribution (seeded per episode, leaving torch's global stream as
+    it was).
 
     A model trained on stacked frames (`frame_stack`, SB3's `VecFrameStack`: its observation
     holds k of the env's on the last axis) is fed the same stack: zeros before the episode's
     first frame, newest last.
     """
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, sample: bool = False) -> None:
         self.model = model
+        self.sample = sample
         self.frames = 1
         self.stack: np.ndarray | None = None
 
@@ -51,16 +55,20 @@ class SB3Policy(Policy):
                 self.stack = np.zeros(obs.shape[:-1] + (obs.shape[-1] * self.frames,), obs.dtype)
             self.stack = np.concatenate([self.stack[..., obs.shape[-1] :], obs], axis=-1)
             obs = self.stack
-        action, _ = self.model.predict(obs, deterministic=True)
-        return action
+        if not self.sample:
+            return self.model.predict(obs, deterministic=True)[0]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(self.rng.integers(2**63)))
+            return self.model.predict(obs, deterministic=False)[0]
 
 
 SB3_ALGOS = ("ppo", "a2c", "dqn")
 
 
-def load_policy(spec: str, env_id: str) -> Policy:
+def load_policy(spec: str, env_id: str, sample: bool = False) -> Policy:
     """`random`, `expert`, `noisy`, a saved SB3 agent as `ALGO:PATH` (e.g. `ppo:agent.zip`), or a
-    saved diffusion policy as `diffusion:FOLDER`."""
+    saved diffusion policy as `diffusion:FOLDER`. `sample`: SB3 agents draw their actions
+    instead of taking the most likely."""
     if spec in POLICY_KINDS:
         if spec != "random" and env_id.split(":")[-1].startswith("Dream"):
             raise ValueError(
@@ -93,4 +101,4 @@ def load_policy(spec: str, env_id: str) -> Policy:
             f"{path} is not a saved {algo.upper()} agent ({type(err).__name__}: {err}); "
             "check ALGO in --policy ALGO:PATH"
         ) from err
-    return SB3Policy(model)
+    return SB3Policy(model, sample)

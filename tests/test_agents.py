@@ -102,6 +102,7 @@ def test_evaluate_reports_lanesim_gold():
 
 
 def test_sb3_ppo_trains_in_dream_env(bundle, tmp_path, monkeypatch):
+    import gymnasium as gym
     from stable_baselines3 import PPO
     from stable_baselines3.common.torch_layers import FlattenExtractor
 
@@ -133,6 +134,18 @@ def test_sb3_ppo_trains_in_dream_env(bundle, tmp_path, monkeypatch):
     policy = load_policy(f"ppo:{path}", "Dream-v0")
     action = policy.act(np.zeros(IMAGE.shape, np.uint8))
     assert ACTIONS.contains(int(action))
+    # sampled actions: seeded per episode, and torch's global stream is left alone
+    sampler = load_policy(f"ppo:{path}", "Dream-v0", sample=True)
+    env = gym.make("Dream-v0", bundle=bundle)
+    runs = []
+    for _ in range(2):
+        sampler.reset(env, seed=3)
+        torch.manual_seed(0)
+        runs.append([int(sampler.act(np.full(IMAGE.shape, i, np.uint8))) for i in range(40)])
+        assert torch.rand(()) == torch.rand((), generator=torch.Generator().manual_seed(0))
+    assert runs[0] == runs[1] and len(set(runs[0])) > 1
+    with pytest.raises(ValueError, match="temperature 0 .* or 1"):
+        load_agent(f"ppo:{path}", "Dream-v0", temperature=0.5)
 
 
 class RecordingModel:

@@ -220,6 +220,10 @@ def test_shipped_configs_are_valid():
         ({"policies": [{"name": "expert", "algo": "ppo"}]}, "already taken"),
         ({"score": {"temperature": -1}}, "temperature must be a number >= 0"),
         ({"score": {"temperature": True}}, "temperature must be a number >= 0"),
+        (
+            {"policies": [{"name": "a", "algo": "ppo"}], "score": {"temperature": 0.5}},
+            r"SB3 agents \['a'\] take 0",
+        ),
         ({"score": {"episodes": "3"}}, "score.episodes must be an integer, got '3'"),
         ({"collect": {"episodes": 2.5}}, "collect.episodes must be an integer, got 2.5"),
         ({"eval_world_model": {"num_steps": 4}}, "num_steps must be a list of integers, got 4"),

@@ -33,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--temperature",
         type=float,
         default=0.0,
-        help="diffusion: sampling temperature of action tokens (0, the default: most likely)",
+        help="diffusion: sampling temperature of action tokens; SB3 agents: 1 draws actions "
+        "from the policy (0, the default: most likely)",
     )
     parser.add_argument(
         "--out", help="folder for results.json and videos (default: runs/evaluate/<time>)"
