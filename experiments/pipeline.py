@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments.arg_types import check_device
-from experiments.pipeline_config import check_run_folder
+from experiments.pipeline_runs import check_run_folder
 from experiments.pipeline_stages import STAGE_NAMES, STAGES, Context
 from world_models.checkpoint import write_json
 

@@ -19,12 +19,11 @@ from experiments.pipeline_config import (
     AGENT_TYPES,
     DEFAULTS,
     TYPES,
-    check_run_folder,
     config_names,
     load_config,
-    prepare,
     validate_config,
 )
+from experiments.pipeline_runs import check_run_folder, prepare
 from experiments.pipeline_stages import STAGE_NAMES
 
 

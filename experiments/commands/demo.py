@@ -47,8 +47,8 @@ def run(args: argparse.Namespace) -> int:
     from agents.baselines import train_sb3
     from agents.evaluation import evaluate_policy, format_results, load_agent
     from experiments.commands.pipeline import execute
-    from experiments.pipeline_config import prepare
     from experiments.pipeline_report import summary_tables
+    from experiments.pipeline_runs import prepare
     from world_models.checkpoint import read_json
     from world_models.runs import has_checkpoints
 

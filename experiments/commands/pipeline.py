@@ -69,8 +69,8 @@ def execute(config: dict[str, Any], run_dir: Path, start: str | None = None) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    from experiments.pipeline_config import prepare
     from experiments.pipeline_report import summary_tables
+    from experiments.pipeline_runs import prepare
 
     if args.threads:
         import torch
