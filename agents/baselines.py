@@ -88,6 +88,9 @@ def make_vec_env(
     return VecFrameStack(venv, frame_stack, channels_order="last")
 
 
+COUNTS = ("n_steps", "batch_size", "n_epochs", "buffer_size")  # SB3 arguments that count
+
+
 def check_algo_kwargs(algo: str, kwargs: dict[str, Any]) -> None:
     """Raise a clear error for arguments the SB3 algorithm does not take, or for a text where
     it takes a number (`--set` values)."""
@@ -105,6 +108,12 @@ def check_algo_kwargs(algo: str, kwargs: dict[str, Any]) -> None:
         number = isinstance(default, (int, float)) and not isinstance(default, bool)
         if number and isinstance(value, str):
             raise ValueError(f"{algo.upper()}'s {key} must be a number, got {value!r}")
+        if key in COUNTS and (not isinstance(value, int) or value < 1):
+            raise ValueError(f"{algo.upper()}'s {key} must be an integer >= 1, got {value!r}")
+    if not isinstance(kwargs.get("policy_kwargs", {}), dict):
+        raise ValueError(
+            f"{algo.upper()}'s policy_kwargs must be a dict, got {kwargs['policy_kwargs']!r}"
+        )
 
 
 def build_model(
@@ -137,9 +146,18 @@ def build_model(
     policy = "CnnPolicy" if image else "MlpPolicy"
     cls = getattr(stable_baselines3, algo.upper())
     if load_from is None:
-        return cls(
-            policy, venv, tensorboard_log=tensorboard, device=device, seed=seed, verbose=0, **kwargs
-        )
+        try:
+            return cls(
+                policy,
+                venv,
+                tensorboard_log=tensorboard,
+                device=device,
+                seed=seed,
+                verbose=0,
+                **kwargs,
+            )
+        except AssertionError as err:  # SB3 checks its arguments with asserts
+            raise ValueError(f"{algo.upper()} refuses these settings: {err}") from err
     model = cls.load(str(load_from), env=venv, device=device, tensorboard_log=tensorboard)
     model.set_random_seed(seed + model.num_timesteps)
     return model
@@ -160,6 +178,9 @@ def real_eval_callback(
 
     class RealEval(BaseCallback):
         def _on_training_start(self) -> None:
+            env = gym.make(eval_env)  # an agent that cannot act there fails now, not mid-run
+            SB3Policy(self.model).reset(env, seed=0)
+            env.close()
             start = self.num_timesteps
             self.chart = ReturnChart(log_dir, purge_step=start + 1 if start else None)
             self.next_eval = (self.num_timesteps // every + 1) * every

@@ -149,6 +149,11 @@ def dream_world_model(bundle: Bundle, num_steps: int | None = None) -> BaseWorld
     """The world model of a checked bundle, decoding each frame in `num_steps` steps (default:
     the bundle's): shortcut steps (a power of two up to k_max) or MaskGIT steps (>= 1)."""
     sampling = bundle.config.get("sampling", {})
+    if not isinstance(sampling, dict):
+        raise BundleError(
+            f"{bundle.path / 'config.json'}: sampling must be an object of settings, got "
+            f"{sampling!r}; {HOW_TO_FIX}"
+        )
     if bundle_kind(bundle) == MASKED_VIDEO:
         model = bundle.models["masked_video"]
         try:
@@ -161,7 +166,13 @@ def dream_world_model(bundle: Bundle, num_steps: int | None = None) -> BaseWorld
             ) from err
         return MaskedVideoWorldModel(model, bundle.observation_space.shape[0], settings)
     config = bundle.models["dynamics"].config
-    steps = int(num_steps or sampling.get("num_steps", config.num_sampling_steps))
+    try:
+        steps = int(num_steps or sampling.get("num_steps", config.num_sampling_steps))
+    except (TypeError, ValueError) as err:
+        raise BundleError(
+            f"{bundle.path / 'config.json'}: sampling num_steps must be an integer ({err}); "
+            f"{HOW_TO_FIX}"
+        ) from err
     k_max = config.k_max
     if steps < 1 or steps > k_max or steps & (steps - 1):
         raise ValueError(
@@ -195,7 +206,12 @@ class DreamCore:
             raise ValueError(f"termination must be one of {TERMINATIONS}, got {termination!r}")
         if not 0.0 <= continue_threshold <= 1.0:
             raise ValueError(f"continue_threshold must be in [0, 1], got {continue_threshold}")
-        self.device = torch.device(device)
+        try:
+            self.device = torch.device(device)
+        except (RuntimeError, TypeError) as err:
+            raise ValueError(
+                f"device={device!r} is not a torch device, e.g. 'cpu' or 'cuda'"
+            ) from err
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device={device!r} but CUDA is not available; use device='cpu'")
         self.bundle = load_dream_bundle(bundle, self.device)

@@ -75,6 +75,26 @@ def test_subcommand_help(command, capsys):
         (["train-tokenizer", "--dataset", "x/y-v0", "--threads", "-1"], "--threads"),
         (["train-dynamics", "--dataset", "x/y-v0", "--horizon", "0"], "--horizon"),
         (["play", "LaneSim-v0", "--steps", "1", "--env-kwarg", "bogus=1"], "--env-kwarg"),
+        (["play", "LaneSim-v0", "--steps", "1", "--env-kwarg", "bogus"], "--env-kwarg expects"),
+        (
+            ["train-policy", "--algo", "ppo", "--env", "LaneSim-v0", "--set", "n_steps=-4"],
+            "PPO's n_steps must be an integer >= 1, got -4",
+        ),
+        (
+            ["train-policy", "--algo", "ppo", "--env", "LaneSim-v0", "--set", "policy_kwargs=5"],
+            "PPO's policy_kwargs must be a dict, got 5",
+        ),
+        (
+            ["train-policy", "--algo", "ppo", "--env", "LaneSim-v0", "--num-envs", "1"]
+            + ["--set", "n_steps=1", "--steps", "64"],
+            "PPO refuses these settings",
+        ),
+        (
+            ["train-policy", "--algo", "ppo", "--env", "LaneSim-v0", "--steps", "64"]
+            + ["--num-envs", "1", "--eval-env", "MiniGridPixels-DoorKey-8x8-v0"]
+            + ["--eval-every", "1000"],
+            "but MiniGridPixels-DoorKey-8x8-v0 acts in Discrete",
+        ),
         (
             ["evaluate", "--policy", "random", "--env", "LaneSim-v0", "--device", "gpu0"],
             "torch device",

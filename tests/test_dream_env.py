@@ -413,6 +413,10 @@ def _corrupt(path: Path, case: str) -> None:
         config = json.loads((path / "config.json").read_text())
         del config["horizon"]
         (path / "config.json").write_text(json.dumps(config))
+    elif case in ("models not an object", "sampling not an object"):
+        config = json.loads((path / "config.json").read_text())
+        config[case.split()[0]] = [1]
+        (path / "config.json").write_text(json.dumps(config))
     elif case == "action space mismatch":
         config = json.loads((path / "config.json").read_text())
         config["action_space"] = {"type": "Discrete", "n": 7, "start": 0}
@@ -428,6 +432,8 @@ def _corrupt(path: Path, case: str) -> None:
         ("garbage config", "config.json"),
         ("no horizon", "config.json"),
         ("action space mismatch", "config.json"),
+        ("models not an object", "config.json"),
+        ("sampling not an object", "config.json"),
     ],
 )
 def test_bad_bundles(lane_bundle: Path, tmp_path: Path, case: str, names: str) -> None:
@@ -448,6 +454,7 @@ def test_bad_settings(lane_bundle: Path) -> None:
         (dict(continue_threshold=1.5), r"continue_threshold must be in \[0, 1\]"),
         (dict(horizon=0), "horizon must be at least 1"),
         (dict(render_mode="human"), "render_mode must be None or 'rgb_array'"),
+        (dict(device="banana"), "device='banana' is not a torch device"),
     ]:
         with pytest.raises(ValueError, match=message):
             DreamEnv(lane_bundle, **kwargs)

@@ -154,6 +154,8 @@ def load_bundle(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
         obs_space = spec_to_space(config["observation_space"])
         spec_to_space(config["action_space"])
         specs = config["models"]
+        if not isinstance(specs, dict) or not specs:
+            raise ValueError(f"models must be an object of name: model spec, got {specs!r}")
         if not isinstance(config["horizon"], int) or config["horizon"] < 1:
             raise ValueError(f"horizon must be an integer >= 1, got {config['horizon']!r}")
     except (KeyError, TypeError, ValueError) as err:

@@ -13,14 +13,14 @@ from typing import Any
 from world_models.checkpoint import latest_checkpoint, read_json, write_json
 
 
-def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+def parse_overrides(items: list[str] | None, flag: str = "--set") -> dict[str, Any]:
     """`["depth=4", "lr=1e-3", "name=x"]` -> {"depth": 4, "lr": 0.001, "name": "x"} (JSON values,
-    falling back to plain strings)."""
+    falling back to plain strings); errors name the command-line `flag`."""
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+            raise ValueError(f"{flag} expects KEY=VALUE, got {item!r}")
         try:
             out[key] = json.loads(value)
         except json.JSONDecodeError:
@@ -173,7 +173,10 @@ def load_trained(path: str | os.PathLike, name: str, device: str = "cpu") -> Any
 
     path = Path(path)
     if (path / "config.json").is_file():
-        if read_json(path / "config.json").get("format") != FORMAT:
+        config = read_json(path / "config.json")
+        if not isinstance(config, dict):
+            raise CheckpointError(f"{path / 'config.json'} is not a model or bundle config")
+        if config.get("format") != FORMAT:
             return load_model(path, device)
         models = load_bundle(path, device).models
         if name not in models:

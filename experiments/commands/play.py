@@ -42,9 +42,13 @@ def run(args: argparse.Namespace) -> int:
     from world_models.runs import parse_overrides
 
     try:
-        env = gym.make(args.env_id, render_mode="rgb_array", **parse_overrides(args.env_kwarg))
-    except TypeError as err:  # a keyword the env does not take
-        raise ValueError(f"--env-kwarg: {args.env_id} does not take it ({err})") from err
+        env = gym.make(
+            args.env_id, render_mode="rgb_array", **parse_overrides(args.env_kwarg, "--env-kwarg")
+        )
+    except TypeError as err:  # a keyword the env does not take, or a value of the wrong type
+        raise ValueError(
+            f"--env-kwarg: {args.env_id} does not take one of these keywords or values ({err})"
+        ) from err
     policy = load_policy(args.policy, args.env_id)
     frames, total, steps, episodes = [], 0.0, 0, 0
     while steps < args.steps:
