@@ -282,7 +282,9 @@ def train_sb3(
     run_dir = Path(run_dir)
     settings = agent_settings(env_id, algo.lower(), config_path)
     kwargs = {**settings["kwargs"], **(overrides or {})}
-    frame_stack = int(kwargs.pop("frame_stack", settings["frame_stack"]))
+    frame_stack = kwargs.pop("frame_stack", settings["frame_stack"])
+    if not isinstance(frame_stack, int) or frame_stack < 1:
+        raise ValueError(f"frame_stack must be an integer >= 1, got {frame_stack!r}")
     steps = settings["steps"] if steps is None else steps
     num_envs = settings["num_envs"] if num_envs is None else num_envs
     if eval_env and is_dream(eval_env):

@@ -368,7 +368,11 @@ def load_diffusion_policy(
     meta = read_json(folder / "config.json")
     if not isinstance(meta, dict) or meta.get("kind") != POLICY_KIND:
         kind = meta.get("kind") if isinstance(meta, dict) else None
-        raise ValueError(f"{folder} holds a {kind!r}, not a {POLICY_KIND}")
+        what = f"a {kind!r}" if kind else "no saved policy (its config.json names no kind)"
+        raise ValueError(
+            f"{folder} holds {what}, not a {POLICY_KIND}; train one with "
+            "dreamgym train-policy --algo diffusion"
+        )
     try:
         policy = DiffusionPolicy(DiffusionPolicyConfig.from_saved(meta["config"]))
     except (KeyError, TypeError, ValueError) as err:

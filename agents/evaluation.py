@@ -104,6 +104,8 @@ def evaluate_policy(
 ) -> dict[str, Any]:
     """Run `episodes` seeded episodes; success is counted from `info["success"]` on the last
     step when the env reports it. With `out_dir`: `results.json`, `best.mp4`, `worst.mp4`."""
+    if out_dir is not None and Path(out_dir).exists() and not Path(out_dir).is_dir():
+        raise FileExistsError(f"{out_dir} is a file; give a folder for the results (--out)")
     if episodes < 1:
         raise ValueError(f"episodes must be at least 1, got {episodes}")
     env = env or make_eval_env(env_id)

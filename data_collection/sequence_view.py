@@ -173,7 +173,8 @@ class SequenceView:
             if counts.sum() == 0:
                 raise ValueError(
                     f"no episode of {self.dataset_id!r} (in this view) has {seq_len} steps; the "
-                    f"longest has {int(self._lengths().max(initial=0))}: lower seq_len"
+                    f"longest has {int(self._lengths().max(initial=0))}: ask for shorter windows "
+                    "(--seq-len, or --context plus --horizon)"
                 )
             # start rows of every episode's windows, concatenated
             first = np.repeat(lo - np.cumsum(counts) + counts, counts)

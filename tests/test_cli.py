@@ -100,6 +100,10 @@ def test_subcommand_help(command, capsys):
             "torch device",
         ),
         (["compare", "LaneSim-v0", "LaneSim-v0", "--steps", "1"], "is not a dream env"),
+        (
+            ["evaluate", "--policy", "random", "--env", "LaneSim-v0", "--out", "/etc/passwd"],
+            "/etc/passwd is a file; give a folder",
+        ),
         (["play", "LaneSim-v0", "--steps", "1", "--out", "/proc/no/x.mp4"], "error:"),
     ],
 )

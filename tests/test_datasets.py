@@ -171,7 +171,7 @@ def test_short_episodes_are_skipped_and_subsets(data_dir):
     np.testing.assert_array_equal(
         batch["obs"][3], SequenceView("test/random-v0", data_dir).episode(2)["obs"]
     )
-    with pytest.raises(ValueError, match="lower seq_len"):
+    with pytest.raises(ValueError, match="ask for shorter windows"):
         view.sample(4, 14, np.random.default_rng(0))
     with pytest.raises(ValueError, match="episodes must be indices"):
         SequenceView("test/random-v0", data_dir, episodes=[3])
