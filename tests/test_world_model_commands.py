@@ -280,6 +280,9 @@ def test_train_dynamics_continues_from_a_bundle(trained, tmp_path, capsys):
     with pytest.raises(SystemExit), pytest.warns(UserWarning, match="differ in"):
         main([str(a) for a in args] + ["--set", "dim=64", "--run-dir", str(tmp_path / "other")])
     assert "dynamics architecture differs" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # a model that does not read this tokenizer's latents
+        main([str(a) for a in args] + ["--set", "latent_dim=3", "--run-dir", str(tmp_path / "l")])
+    assert "but the tokenizer writes" in capsys.readouterr().err
     args[args.index("--init-from") + 1] = dyn / "bundle" / ".." / ".." / "tok" / "tokenizer"
     with pytest.raises(SystemExit):
         main([str(a) for a in args] + ["--run-dir", str(tmp_path / "third")])

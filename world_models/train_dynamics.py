@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.tensorboard import SummaryWriter
 
 from data_collection.sequence_view import SequenceView, split_episodes
-from world_models.action_encoder import space_to_spec
+from world_models.action_encoder import space_to_spec, spec_to_space
 from world_models.bundle import save_bundle, start_contexts
 from world_models.checkpoint import latest_checkpoint
 from world_models.model_io import build_model, save_model
@@ -92,6 +92,24 @@ def default_dynamics_spec(
     return {"kind": "dynamics", "config": dataclasses.asdict(config)}
 
 
+def _check_fits(config: Any, tokenizer: Tokenizer, view: SequenceView) -> None:
+    """Refuse a dynamics config (e.g. an --init-from model's) that does not fit the tokenizer's
+    latents or the dataset's actions, before training starts."""
+    latents = (tokenizer.num_latents, tokenizer.latent_dim)
+    if (config.num_latents, config.latent_dim) != latents:
+        raise ValueError(
+            f"the dynamics model reads {config.num_latents} latents x {config.latent_dim}, but "
+            f"the tokenizer writes {latents[0]} x {latents[1]}: give --init-from a model "
+            "trained on this tokenizer, or leave the latent settings to the tokenizer"
+        )
+    takes = spec_to_space(config.action_spec)
+    if takes != spec_to_space(space_to_spec(view.action_space)):
+        raise ValueError(
+            f"the dynamics model takes actions in {takes}, but {view.dataset_id} acts in "
+            f"{view.action_space}: give --init-from a model of this env"
+        )
+
+
 def train_dynamics(
     dataset_id: str,
     tokenizer_path: str | os.PathLike,
@@ -137,6 +155,7 @@ def train_dynamics(
     contexts = start_contexts(train_view, count=64, length=settings["context_length"])
     torch.manual_seed(settings["train"]["seed"])  # the initial weights too follow the seed
     dynamics = build_model(settings["model"])
+    _check_fits(dynamics.config, tokenizer, train_view)
     train_cfg = TrainConfig(**settings["train"])
     longest = max(train_cfg.seq_len, train_cfg.long_seq_len)
     if dynamics.config.context_length >= longest:
