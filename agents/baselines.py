@@ -163,6 +163,22 @@ def build_model(
     return model
 
 
+def resumed_logger(log_dir: Path, algo: str, start: int) -> Any:
+    """SB3's TensorBoard logger for a run resumed at step `start`: it writes on in the killed
+    run's folder (`ALGO_N`, the newest) and hides what that run logged after its checkpoint,
+    as the other trainers' logs do (`purge_step`)."""
+    from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
+    from stable_baselines3.common.utils import get_latest_run_id
+    from torch.utils.tensorboard import SummaryWriter
+
+    name = algo.upper()
+    folder = str(log_dir / f"{name}_{max(get_latest_run_id(str(log_dir), name), 1)}")
+    output = TensorBoardOutputFormat(folder)
+    output.writer.close()
+    output.writer = SummaryWriter(folder, purge_step=start + 1)
+    return Logger(folder, [output])
+
+
 def real_eval_callback(
     eval_env: str, every: int, episodes: int, log_dir: Path, sample: bool = True
 ):
@@ -312,6 +328,8 @@ def train_sb3(
     model = build_model(
         algo, venv, kwargs, str(run_dir / "tensorboard"), device, seed, load_from=load_from
     )
+    if resume:
+        model.set_logger(resumed_logger(run_dir / "tensorboard", algo, model.num_timesteps))
     callbacks = [progress_callback(steps), checkpoint_callback(checkpoint, ckpt_every)]
     if eval_env and eval_every > 0:
         callbacks.append(

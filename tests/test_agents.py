@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -105,6 +106,7 @@ def test_sb3_ppo_trains_in_dream_env(bundle, tmp_path, monkeypatch):
     import gymnasium as gym
     from stable_baselines3 import PPO
     from stable_baselines3.common.torch_layers import FlattenExtractor
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from agents import baselines
     from agents.baselines import train_sb3
@@ -112,9 +114,14 @@ def test_sb3_ppo_trains_in_dream_env(bundle, tmp_path, monkeypatch):
 
     saved_at = []
     save = baselines.save_atomic
-    monkeypatch.setattr(
-        baselines, "save_atomic", lambda m, p: saved_at.append(m.num_timesteps) or save(m, p)
-    )
+
+    def save_and_keep_128(model, path):
+        saved_at.append(model.num_timesteps)
+        save(model, path)
+        if model.num_timesteps == 128:
+            shutil.copy(path, tmp_path / "at-128.zip")
+
+    monkeypatch.setattr(baselines, "save_atomic", save_and_keep_128)
 
     # NatureCNN needs 36x36 images or more: a linear extractor keeps the frames tiny
     policy_kwargs = dict(features_extractor_class=FlattenExtractor)
@@ -125,10 +132,16 @@ def test_sb3_ppo_trains_in_dream_env(bundle, tmp_path, monkeypatch):
     path = train_sb3("ppo", "Dream-v0", tmp_path, steps=256, **kw)
     assert path.is_file() and (tmp_path / "run.json").is_file()
     assert saved_at == [64, 128, 192, 256, 256]  # every rollout (64 steps), then the end
-    # resuming a run continues from its checkpoint to the new total
+    # resuming a run continues from its checkpoint to the new total; here the run was killed
+    # at 256 with its checkpoint at 128, and its TensorBoard points past 128 are hidden
     path.unlink()
+    shutil.copy(tmp_path / "at-128.zip", tmp_path / "checkpoints" / "latest.zip")
     path = train_sb3("ppo", "Dream-v0", tmp_path, steps=384, resume=True, **kw)
     assert PPO.load(str(path)).num_timesteps == 384
+    assert [p.name for p in (tmp_path / "tensorboard").glob("PPO_*")] == ["PPO_1"]
+    events = EventAccumulator(str(tmp_path / "tensorboard" / "PPO_1"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("time/fps")] == [64, 128, 192, 256, 320, 384]
     with pytest.raises(ValueError, match="algo='ppo'"):
         train_sb3("a2c", "Dream-v0", tmp_path, steps=512, resume=True, **kw)
     policy = load_policy(f"ppo:{path}", "Dream-v0")
