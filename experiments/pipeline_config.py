@@ -234,10 +234,26 @@ def _check_agents(agents: Any, baselines: list[str]) -> list[dict[str, Any]]:
                     f"got {agent['init']!r}"
                 )
         _check_train(agent["train"], f"policies[{i}].train")
+        if algo in SB3:
+            _check_sb3_settings(algo, agent["settings"], where)
         if agent["demos"] is not None:
             agent["demos"] = _check_demos(agent, where)
         out.append(agent)
     return out
+
+
+def _check_sb3_settings(algo: str, settings: dict[str, Any], where: str) -> None:
+    """An SB3 agent's settings (algorithm arguments and frame_stack), checked before the
+    stages before it spend their time."""
+    from agents.baselines import check_algo_kwargs
+
+    frame_stack = settings.get("frame_stack", 1)
+    if not isinstance(frame_stack, int) or frame_stack < 1:
+        raise ValueError(f"{where}.settings: frame_stack must be an integer >= 1")
+    try:
+        check_algo_kwargs(algo, {k: v for k, v in settings.items() if k != "frame_stack"})
+    except ValueError as err:
+        raise ValueError(f"{where}.settings: {err}") from err
 
 
 def _check_demos(agent: dict[str, Any], where: str) -> dict[str, Any]:

@@ -239,6 +239,10 @@ def test_shipped_configs_are_valid():
         ),
         ({"policies": [{"name": "a", "algo": "ppo", "demos": {}}]}, "demos are for bc agents"),
         (
+            {"policies": [{"name": "a", "algo": "ppo", "settings": {"n_steps": 0}}]},
+            r"policies\[0\] \(a\)\.settings: PPO's n_steps must be an integer >= 1",
+        ),
+        (
             {"policies": [{"name": "a", "algo": "bc", "demos": {"episodes": 0}}]},
             "episodes >= 1",
         ),
