@@ -88,29 +88,30 @@ def make_vec_env(
     return VecFrameStack(venv, frame_stack, channels_order="last")
 
 
-COUNTS = ("n_steps", "batch_size", "n_epochs", "buffer_size")  # SB3 arguments that count
+COUNTS = ("n_steps", "batch_size", "n_epochs", "buffer_size", "frame_stack")  # settings that count
 
 
 def check_algo_kwargs(algo: str, kwargs: dict[str, Any]) -> None:
-    """Raise a clear error for arguments the SB3 algorithm does not take, or for a text where
-    it takes a number (`--set` values)."""
+    """Raise a clear error for arguments the SB3 algorithm does not take (besides our
+    `frame_stack`), a text where it takes a number (`--set` values), a count below 1, or a
+    `policy_kwargs` that is not a dict."""
     import inspect
 
     import stable_baselines3
 
     params = inspect.signature(getattr(stable_baselines3, algo.upper())).parameters
-    unknown = sorted(set(kwargs) - set(params) - {"policy", "env"})
+    unknown = sorted(set(kwargs) - set(params) - {"policy", "env", "frame_stack"})
     if unknown:
         known = sorted(set(params) - {"policy", "env", "self"})
         raise ValueError(f"{algo.upper()} takes no argument(s) {unknown}; it takes {known}")
     for key, value in kwargs.items():
-        default = params[key].default
+        default = params[key].default if key in params else 1
         number = isinstance(default, (int, float)) and not isinstance(default, bool)
         if number and isinstance(value, str):
             raise ValueError(f"{algo.upper()}'s {key} must be a number, got {value!r}")
         if key in COUNTS and (not isinstance(value, int) or value < 1):
             raise ValueError(f"{algo.upper()}'s {key} must be an integer >= 1, got {value!r}")
-    if not isinstance(kwargs.get("policy_kwargs", {}), dict):
+    if kwargs.get("policy_kwargs") is not None and not isinstance(kwargs["policy_kwargs"], dict):
         raise ValueError(
             f"{algo.upper()}'s policy_kwargs must be a dict, got {kwargs['policy_kwargs']!r}"
         )
@@ -299,8 +300,6 @@ def train_sb3(
     settings = agent_settings(env_id, algo.lower(), config_path)
     kwargs = {**settings["kwargs"], **(overrides or {})}
     frame_stack = kwargs.pop("frame_stack", settings["frame_stack"])
-    if not isinstance(frame_stack, int) or frame_stack < 1:
-        raise ValueError(f"frame_stack must be an integer >= 1, got {frame_stack!r}")
     steps = settings["steps"] if steps is None else steps
     num_envs = settings["num_envs"] if num_envs is None else num_envs
     if eval_env and is_dream(eval_env):
@@ -319,7 +318,7 @@ def train_sb3(
         run_dir, record, resume, must_match=("algo", "env", "frame_stack"), steps_key=("steps",)
     )
     steps, num_envs, seed, bundle = (record[k] for k in ("steps", "num_envs", "seed", "bundle"))
-    check_algo_kwargs(algo, kwargs)
+    check_algo_kwargs(algo, {**kwargs, "frame_stack": frame_stack})
     checkpoint = run_dir / "checkpoints" / "latest.zip"
     if resume and not checkpoint.is_file():
         raise FileNotFoundError(f"--resume: {checkpoint} not found")

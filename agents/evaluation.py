@@ -167,18 +167,15 @@ def load_agent(
     """`experiments.policy_loading.load_policy` plus saved diffusion policies as
     `diffusion:FOLDER` (`execute` overrides how many actions run before replanning;
     `temperature` > 0 draws action tokens instead of taking the most likely ones; an SB3 agent
-    takes its most likely action at 0 and draws from its distribution at 1)."""
+    takes its most likely action at 0 and draws from its distribution at 1, see
+    `experiments.policy_loading.sb3_samples`)."""
     kind, sep, path = spec.partition(":")
     if sep and kind.lower() == "diffusion":
         from agents.diffusion_policy import DiffusionAgent, load_diffusion_policy
 
         policy = load_diffusion_policy(path, device)
         return DiffusionAgent(policy, execute, temperature, device=device)
-    from experiments.policy_loading import SB3_ALGOS, load_policy
+    from experiments.policy_loading import SB3_ALGOS, load_policy, sb3_samples
 
-    if temperature not in (0.0, 1.0) and sep and kind.lower() in SB3_ALGOS:
-        raise ValueError(
-            f"an SB3 agent takes temperature 0 (its most likely action) or 1 (actions drawn "
-            f"from its distribution), got {temperature}"
-        )
-    return load_policy(spec, env_id, sample=temperature == 1.0)
+    sample = sep != "" and kind.lower() in SB3_ALGOS and sb3_samples(kind, temperature)
+    return load_policy(spec, env_id, sample=sample)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from experiments.policy_loading import SB3_ALGOS
+from experiments.policy_loading import SB3_ALGOS, sb3_samples
 from world_models.trainer import TrainConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs" / "pipelines"
@@ -247,11 +247,8 @@ def _check_sb3_settings(algo: str, settings: dict[str, Any], where: str) -> None
     stages before it spend their time."""
     from agents.baselines import check_algo_kwargs
 
-    frame_stack = settings.get("frame_stack", 1)
-    if not isinstance(frame_stack, int) or frame_stack < 1:
-        raise ValueError(f"{where}.settings: frame_stack must be an integer >= 1")
     try:
-        check_algo_kwargs(algo, {k: v for k, v in settings.items() if k != "frame_stack"})
+        check_algo_kwargs(algo, settings)
     except ValueError as err:
         raise ValueError(f"{where}.settings: {err}") from err
 
@@ -309,11 +306,10 @@ def validate_config(raw: Any, default_experiment: str = "pipeline") -> dict[str,
     if not set(baselines) <= set(BASELINES):
         raise ValueError(f"score.baselines must be a list drawn from {BASELINES}")
     config["policies"] = _check_agents(config["policies"], baselines)
-    temperature = config["score"]["temperature"]
-    sb3 = [a["name"] for a in config["policies"] if a["algo"] in SB3]
-    if sb3 and temperature not in (0, 1):
-        raise ValueError(
-            f"score.temperature {temperature}: SB3 agents {sb3} take 0 (most likely action) or "
-            "1 (actions drawn from the policy)"
-        )
+    for agent in config["policies"]:
+        if agent["algo"] in SB3:
+            try:
+                sb3_samples(agent["algo"], config["score"]["temperature"])
+            except ValueError as err:
+                raise ValueError(f"score.temperature, for {agent['name']}: {err}") from err
     return config

@@ -221,7 +221,7 @@ def write_pipeline_report(
         s = config["score"]
         cap = f", at most {s['max_steps']} steps" if s["max_steps"] else ""
         if s["temperature"]:
-            cap += f"; diffusion policies draw their actions at temperature {s['temperature']}"
+            cap += f"; policies draw their actions at temperature {s['temperature']}"
         lines += [
             "",
             "## Policies in the real env",

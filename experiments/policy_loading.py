@@ -57,12 +57,28 @@ class SB3Policy(Policy):
             obs = self.stack
         if not self.sample:
             return self.model.predict(obs, deterministic=True)[0]
-        with torch.random.fork_rng(devices=[]):
+        device = self.model.device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(int(self.rng.integers(2**63)))
             return self.model.predict(obs, deterministic=False)[0]
 
 
 SB3_ALGOS = ("ppo", "a2c", "dqn")
+
+
+def sb3_samples(algo: str, temperature: float) -> bool:
+    """Whether an SB3 agent scored at `temperature` draws its actions: 0 takes its most likely
+    action, 1 draws from its distribution (PPO, A2C; DQN's policy is greedy); else an error."""
+    if temperature == 0:
+        return False
+    if algo.lower() == "dqn":
+        raise ValueError(f"a DQN agent acts greedily: score it at temperature 0, not {temperature}")
+    if temperature != 1:
+        raise ValueError(
+            f"an SB3 agent takes temperature 0 (its most likely action) or 1 (actions drawn "
+            f"from its distribution), got {temperature}"
+        )
+    return True
 
 
 def load_policy(spec: str, env_id: str, sample: bool = False) -> Policy:

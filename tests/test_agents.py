@@ -174,6 +174,19 @@ class RecordingModel:
         return np.zeros(2, np.float32), None
 
 
+def test_sb3_settings_checks_take_what_sb3_takes():
+    from agents.baselines import check_algo_kwargs
+
+    check_algo_kwargs("ppo", {"policy_kwargs": None, "frame_stack": 4, "n_steps": 8})
+    for bad, message in [
+        ({"frame_stack": 0}, "frame_stack must be an integer >= 1"),
+        ({"n_steps": 2.5}, "n_steps must be an integer >= 1"),
+        ({"policy_kwargs": []}, "policy_kwargs must be a dict"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            check_algo_kwargs("ppo", bad)
+
+
 def test_scoring_a_frame_stacked_agent_shows_it_the_stack_training_showed():
     import gymnasium as gym
     from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack

@@ -221,7 +221,11 @@ def test_shipped_configs_are_valid():
         ({"score": {"temperature": True}}, "temperature must be a number >= 0"),
         (
             {"policies": [{"name": "a", "algo": "ppo"}], "score": {"temperature": 0.5}},
-            r"SB3 agents \['a'\] take 0",
+            r"score.temperature, for a: an SB3 agent takes temperature 0",
+        ),
+        (
+            {"policies": [{"name": "d", "algo": "dqn"}], "score": {"temperature": 1}},
+            "for d: a DQN agent acts greedily",
         ),
         ({"score": {"episodes": "3"}}, "score.episodes must be an integer, got '3'"),
         ({"collect": {"episodes": 2.5}}, "collect.episodes must be an integer, got 2.5"),
