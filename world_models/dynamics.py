@@ -68,7 +68,11 @@ class DynamicsConfig:
     context_length: int = 32  # frames kept in the KV cache at inference
     tau_ctx: float = 0.9  # signal level of context frames at inference (10% noise)
     num_sampling_steps: int = 4  # K shortcut steps per generated frame
-    sampler: str = "euler"  # "euler" (shortcut step) or "renoise" (fresh noise per sub-step)
+    # "renoise": each sub-step re-noises its clean prediction with FRESH noise (the issue's
+    # "fresh noise per step"); "euler": the deterministic shortcut step, which carries the
+    # first noise draw through every sub-step (re-using it ruined rollouts in a reference
+    # project; on DoorKey renoise scored +0.6 dB, docs/experiments.md).
+    sampler: str = "renoise"
     ramp_weight: bool = True  # w(tau) = 0.9 tau + 0.1; False: uniform weight
     # Share of training frames set to d = d_min (the flow loss) before the rest draw
     # d = 1 / U{1, 2, 4, ..., K_max} (so a share s puts s + (1 - s) / (log2 K_max + 1) at

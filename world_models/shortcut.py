@@ -129,7 +129,7 @@ def sample(
     num_steps: int,
     k_max: int,
     generator: Generators = None,
-    sampler: str = "euler",
+    sampler: str = "renoise",
     device: torch.device | str | None = None,
 ) -> torch.Tensor:
     """Generate clean data in `num_steps` shortcut steps of size d = 1 / num_steps from noise.
