@@ -258,7 +258,14 @@ def _read_cache(
     # plain-ndarray views of the memory maps, so that windows cut from them are plain arrays
     fields = {k: np.load(cache / _obs_file(k), mmap_mode="r").view(np.ndarray) for k in layout}
     arrays = {k: np.load(cache / f"{k}.npy") for k in KEYS[1:]}
-    return fields, arrays, np.load(cache / "offsets.npy")
+    offsets = np.load(cache / "offsets.npy")
+    rows = {len(a) for a in (*fields.values(), *arrays.values())}
+    consistent = offsets.ndim == 1 and len(offsets) > 0 and offsets.dtype.kind == "i"
+    if not (consistent and offsets[0] == 0 and (np.diff(offsets) > 0).all()):
+        raise ValueError(f"{cache}: damaged episode offsets")
+    if rows != {int(offsets[-1])}:
+        raise ValueError(f"{cache}: arrays of {sorted(rows)} rows for {offsets[-1]} steps")
+    return fields, arrays, offsets
 
 
 def _build_cache(dataset, folder: Path) -> None:
@@ -289,14 +296,20 @@ def _build_cache(dataset, folder: Path) -> None:
                     f"dataset {dataset.id!r}: episode {i} has inconsistent lengths; re-create it"
                 )
             sl = slice(row + 1, row + n + 1)
-            for k, array in obs.items():
-                array[row : row + n + 1] = fields[k]
-            arrays["action"][sl] = np.asarray(ep["actions"]).reshape(n, *act_shape)
-            arrays["reward"][sl] = ep["rewards"]
-            arrays["is_first"][row] = True
-            arrays["is_terminal"][sl] = ep["terminations"]
-            labeled = (ep.get("infos") or {}).get("labeled")
-            arrays["labeled"][sl] = True if labeled is None else np.asarray(labeled[1:], bool)
+            try:
+                for k, array in obs.items():
+                    array[row : row + n + 1] = fields[k]
+                arrays["action"][sl] = np.asarray(ep["actions"]).reshape(n, *act_shape)
+                arrays["reward"][sl] = ep["rewards"]
+                arrays["is_first"][row] = True
+                arrays["is_terminal"][sl] = ep["terminations"]
+                labeled = (ep.get("infos") or {}).get("labeled")
+                arrays["labeled"][sl] = True if labeled is None else np.asarray(labeled[1:], bool)
+            except ValueError as err:
+                raise CorruptDatasetError(
+                    f"dataset {dataset.id!r}: episode {i} does not fit the dataset's spaces "
+                    f"({err}); re-create it"
+                ) from None
             row += n + 1
             offsets[i + 1] = row
     except (OSError, KeyError) as err:

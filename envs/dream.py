@@ -49,6 +49,20 @@ TERMINATIONS = ("threshold", "sample")
 SEED_HIGH = 2**63 - 1
 
 
+def whole_number(value: Any, name: str, low: int = 1) -> int:
+    """`value` as an int >= `low`: ints, whole floats (2.0) and integer text ("2"), nothing else."""
+    if isinstance(value, str):
+        value = value.strip()
+        number = int(value) if value.lstrip("+-").isdigit() else None
+    elif isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool):
+        number = int(value) if np.isfinite(value) and value == int(value) else None
+    else:
+        number = None
+    if number is None or number < low:
+        raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
+    return number
+
+
 def load_dream_bundle(bundle: str | os.PathLike | None, device: torch.device) -> Bundle:
     """`load_bundle` plus checks that its models fit each other and the bundle's spaces; every
     failure is a `BundleError` naming the file and saying how to get a good bundle."""
@@ -98,12 +112,21 @@ def bundle_kind(bundle: Bundle) -> str:
 
 
 def _check_actions(config_file: Path, spec: dict[str, Any], bundle: Bundle) -> None:
+    """The model's actions are the bundle's, and so are the start contexts' labeled actions."""
     trained_for = spec_to_space(spec)
     if trained_for != bundle.action_space:
         raise BundleError(
             f"{config_file}: the model was trained for actions {trained_for} but the bundle's "
             f"action space is {bundle.action_space}; {HOW_TO_FIX}"
         )
+    contexts = bundle.contexts
+    for action in contexts["action"][contexts["labeled"].bool()].cpu().numpy():
+        if not bundle.action_space.contains(action):
+            raise BundleError(
+                f"{bundle.path / 'contexts.safetensors'}: a start context's action "
+                f"{action.tolist()!r} ({action.dtype}) is not in the action space "
+                f"{bundle.action_space}; {HOW_TO_FIX}"
+            )
 
 
 def _check_masked_video(config_file: Path, loaded: Bundle) -> None:
@@ -166,13 +189,14 @@ def dream_world_model(bundle: Bundle, num_steps: int | None = None) -> BaseWorld
             ) from err
         return MaskedVideoWorldModel(model, bundle.observation_space.shape[0], settings)
     config = bundle.models["dynamics"].config
-    try:
-        steps = int(num_steps or sampling.get("num_steps", config.num_sampling_steps))
-    except (TypeError, ValueError) as err:
-        raise BundleError(
-            f"{bundle.path / 'config.json'}: sampling num_steps must be an integer ({err}); "
-            f"{HOW_TO_FIX}"
-        ) from err
+    if num_steps is not None:
+        steps = whole_number(num_steps, "num_steps")
+    else:
+        try:
+            steps = whole_number(sampling.get("num_steps", config.num_sampling_steps), "num_steps")
+        except ValueError as err:
+            where = bundle.path / "config.json"
+            raise BundleError(f"{where}: sampling {err}; {HOW_TO_FIX}") from err
     k_max = config.k_max
     if steps < 1 or steps > k_max or steps & (steps - 1):
         raise ValueError(
@@ -212,6 +236,8 @@ class DreamCore:
             raise ValueError(
                 f"device={device!r} is not a torch device, e.g. 'cpu' or 'cuda'"
             ) from err
+        if self.device.type not in ("cpu", "cuda"):
+            raise ValueError(f"device={device!r}: a dream env runs on 'cpu' or 'cuda'")
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device={device!r} but CUDA is not available; use device='cpu'")
         self.bundle = load_dream_bundle(bundle, self.device)
@@ -219,18 +245,29 @@ class DreamCore:
         self.world_model = dream_world_model(self.bundle, num_steps)
         if compile:
             self.world_model.compile_for_speed()
-        self.horizon = int(horizon if horizon is not None else self.bundle.config["horizon"])
-        if self.horizon < 1:
-            raise ValueError(f"horizon must be at least 1, got {self.horizon}")
+        if horizon is not None:
+            self.horizon = whole_number(horizon, "horizon")
+        else:
+            self.horizon = self._bundle_number("horizon", None)
         self.obs_mode = obs_mode
         self.termination = termination
         self.continue_threshold = continue_threshold
-        self.render_fps = int(self.bundle.config.get("render_fps", 20))
+        self.render_fps = self._bundle_number("render_fps", 20)
         self.action_space = self.bundle.action_space
         # frames are uint8 (load_bundle checks the start frames are); bundle specs keep no dtype
         self.pixel_space = spaces.Box(0, 255, self.bundle.observation_space.shape, np.uint8)
         pixels = obs_mode == "pixels"
         self.observation_space = self.pixel_space if pixels else self.world_model.latent_space
+
+    def _bundle_number(self, key: str, default: int | None) -> int:
+        """A whole-number setting of the bundle's config.json (`default` where it has none)."""
+        config_file = self.bundle.path / "config.json"
+        if key not in self.bundle.config and default is None:
+            raise BundleError(f"{config_file} lacks '{key}'; {HOW_TO_FIX}")
+        try:
+            return whole_number(self.bundle.config.get(key, default), key)
+        except ValueError as err:
+            raise BundleError(f"{config_file}: {err}; {HOW_TO_FIX}") from err
 
     def new_generator(self) -> torch.Generator:
         return torch.Generator(device=self.device)
@@ -411,7 +448,7 @@ class DreamEnv(gym.Env):
             context = self.core.real_context(options["frames"], options.get("actions"))
             index = -1
         else:
-            index = int(options.get("context", index))
+            index = whole_number(options.get("context", index), "options['context']", 0)
             if not 0 <= index < len(self.core.contexts["obs"]):
                 raise ValueError(
                     f"options['context'] must be in [0, {len(self.core.contexts['obs'])}), "

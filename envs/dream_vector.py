@@ -146,15 +146,18 @@ class DreamVectorEnv(VectorEnv):
         chosen = None
         if "context" in options:
             count = len(self.core.contexts["obs"])
-            chosen = np.broadcast_to(np.asarray(options["context"]), (self.num_envs,))
+            chosen = np.asarray(options["context"])
             if (
-                not np.issubdtype(chosen.dtype, np.integer)
+                chosen.ndim > 1
+                or chosen.size not in (1, self.num_envs)
+                or not np.issubdtype(chosen.dtype, np.integer)
                 or not ((chosen >= 0) & (chosen < count)).all()
             ):
                 raise ValueError(
                     f"options['context'] must be an index in [0, {count}), or one per env, "
                     f"got {options['context']!r}"
                 )
+            chosen = np.broadcast_to(chosen.reshape(-1), (self.num_envs,))
         for i, s in enumerate(seeds):
             if mask[i] and s is not None:
                 self._rngs[i] = np_random(s)[0]

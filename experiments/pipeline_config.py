@@ -253,6 +253,34 @@ def _check_sb3_settings(algo: str, settings: dict[str, Any], where: str) -> None
         raise ValueError(f"{where}.settings: {err}") from err
 
 
+def _check_model_settings(config: dict[str, Any]) -> None:
+    """Build the tokenizer's and the dynamics' configs from the settings (the dynamics with
+    placeholder latents and actions), so a bad setting fails before any stage runs."""
+    from types import SimpleNamespace
+
+    import gymnasium as gym
+
+    from world_models.dynamics import DynamicsConfig
+    from world_models.runs import apply_overrides
+    from world_models.train_tokenizer import default_model_spec
+    from world_models.trainer import TrainConfig
+
+    env = gym.make(config["env"])
+    view = SimpleNamespace(observation_space=env.observation_space)
+    env.close()
+    tokenizer = config["tokenizer"]
+    try:
+        train = TrainConfig(**tokenizer["train"])
+        default_model_spec(tokenizer["kind"], view, tokenizer["model"], train)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"tokenizer: {err}") from err
+    placeholder = DynamicsConfig(action_spec={"type": "Discrete", "n": 2, "start": 0})
+    try:
+        apply_overrides(placeholder, config["dynamics"]["model"])
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"dynamics.model: {err}") from err
+
+
 def _check_demos(agent: dict[str, Any], where: str) -> dict[str, Any]:
     """A bc agent's demonstrations: policy, episodes (>= 1), seed, epsilon (noisy)."""
     from data_collection.policies import POLICY_KINDS
@@ -275,7 +303,8 @@ def _check_demos(agent: dict[str, Any], where: str) -> dict[str, Any]:
 def validate_config(raw: Any, default_experiment: str = "pipeline") -> dict[str, Any]:
     """The config with defaults filled in; a clear `ValueError` for what cannot work.
 
-    Model settings (`model`, agents' `settings`) are checked by the stage that uses them.
+    The tokenizer's and the dynamics' `model` settings are checked here too; agents'
+    `settings` beyond SB3's are checked by the stage that uses them.
     """
     import gymnasium as gym
 
@@ -302,6 +331,7 @@ def validate_config(raw: Any, default_experiment: str = "pipeline") -> dict[str,
         raise ValueError(f"collect.policy must be one of {POLICY_KINDS}")
     for section in ("tokenizer", "dynamics"):
         _check_train(config[section]["train"], f"{section}.train")
+    _check_model_settings(config)
     baselines = config["score"]["baselines"]
     if not set(baselines) <= set(BASELINES):
         raise ValueError(f"score.baselines must be a list drawn from {BASELINES}")

@@ -253,14 +253,22 @@ def test_obs_layout_of_images_dicts_and_unsupported_spaces() -> None:
             obs_layout(bad)
 
 
-def test_a_damaged_cache_is_rebuilt(data_dir):
+@pytest.mark.parametrize("damage", ["truncated obs", "offsets", "short reward"])
+def test_a_damaged_cache_is_rebuilt(data_dir, damage):
     view = SequenceView("test/random-v0", data_dir)
-    before = view.episode(0)["obs"].copy()
-    obs = next((data_dir / "test" / "random-v0" / "dreamgym_cache").glob("obs*.npy"))
-    with obs.open("r+b") as f:  # as after a full disk or a copy cut short
-        f.truncate(obs.stat().st_size // 2)
+    before = view.episode(1)["obs"].copy()
+    cache = data_dir / "test" / "random-v0" / "dreamgym_cache"
+    if damage == "truncated obs":
+        obs = next(cache.glob("obs*.npy"))
+        with obs.open("r+b") as f:  # as after a full disk or a copy cut short
+            f.truncate(obs.stat().st_size // 2)
+    elif damage == "offsets":  # episode bounds that no longer match the arrays
+        offsets = np.load(cache / "offsets.npy")
+        np.save(cache / "offsets.npy", offsets[::-1].copy())
+    else:
+        np.save(cache / "reward.npy", np.load(cache / "reward.npy")[:-3])
     np.testing.assert_array_equal(
-        SequenceView("test/random-v0", data_dir).episode(0)["obs"], before
+        SequenceView("test/random-v0", data_dir).episode(1)["obs"], before
     )
 
 

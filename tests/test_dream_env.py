@@ -13,6 +13,7 @@ import pytest
 import torch
 from gymnasium import spaces
 from gymnasium.utils.env_checker import check_env as gym_check_env
+from safetensors.torch import load_file, save_file
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from tiny_models import TINY_DYNAMICS, TINY_TOKENIZER, TINY_TRANSFORMER_TOKENIZER
@@ -120,6 +121,9 @@ def test_reset_returns_a_real_start_frame(lane_bundle: Path) -> None:
     assert info["context"] == 2 and np.array_equal(obs, contexts[2, -1])
     with pytest.raises(ValueError, match=r"options\['context'\] must be in \[0, 5\)"):
         env.reset(options={"context": 5})
+    for bad in (None, [1, 2], "a", 1.5):
+        with pytest.raises(ValueError, match=r"options\['context'\] must be a whole number"):
+            env.reset(options={"context": bad})
 
 
 def test_reset_from_real_frames(lane_bundle: Path) -> None:
@@ -157,8 +161,9 @@ def test_vector_reset_takes_the_single_envs_context_option(lane_bundle: Path) ->
     assert np.array_equal(obs[0], env.reset(seed=0, options={"context": 3})[0])
     _, info = venv.reset(seed=0, options={"context": np.array([1, 2])})
     assert list(info["context"]) == [1, 2]
-    with pytest.raises(ValueError, match=r"options\['context'\] must be an index"):
-        venv.reset(options={"context": 10_000})
+    for bad in (10_000, [1, 2, 3], [[1], [2]], None):
+        with pytest.raises(ValueError, match=r"options\['context'\] must be an index"):
+            venv.reset(options={"context": bad})
     with pytest.raises(ValueError, match=r"unknown reset option\(s\) \['frames'\]"):
         venv.reset(options={"frames": obs})
 
@@ -421,6 +426,22 @@ def _corrupt(path: Path, case: str) -> None:
         config = json.loads((path / "config.json").read_text())
         config["action_space"] = {"type": "Discrete", "n": 7, "start": 0}
         (path / "config.json").write_text(json.dumps(config))
+    elif case == "render_fps 0":
+        config = json.loads((path / "config.json").read_text())
+        config["render_fps"] = 0
+        (path / "config.json").write_text(json.dumps(config))
+    elif case == "zero heads":
+        config = json.loads((path / "config.json").read_text())
+        config["models"]["dynamics"]["config"]["num_heads"] = 0
+        (path / "config.json").write_text(json.dumps(config))
+    elif case in ("contexts short of actions", "context action out of range"):
+        contexts = load_file(path / "contexts.safetensors")
+        if case == "contexts short of actions":
+            contexts["action"] = contexts["action"][:-1].clone()
+        else:
+            contexts["labeled"] = torch.ones_like(contexts["labeled"])
+            contexts["action"] = torch.full_like(contexts["action"], 99)
+        save_file(contexts, path / "contexts.safetensors")
 
 
 @pytest.mark.parametrize(
@@ -434,6 +455,10 @@ def _corrupt(path: Path, case: str) -> None:
         ("action space mismatch", "config.json"),
         ("models not an object", "config.json"),
         ("sampling not an object", "config.json"),
+        ("render_fps 0", "config.json"),
+        ("zero heads", "num_heads must be a whole number >= 1"),
+        ("contexts short of actions", "contexts.safetensors"),
+        ("context action out of range", "contexts.safetensors"),
     ],
 )
 def test_bad_bundles(lane_bundle: Path, tmp_path: Path, case: str, names: str) -> None:
@@ -452,9 +477,14 @@ def test_bad_settings(lane_bundle: Path) -> None:
         (dict(obs_mode="rgb"), "obs_mode must be one of"),
         (dict(termination="never"), "termination must be one of"),
         (dict(continue_threshold=1.5), r"continue_threshold must be in \[0, 1\]"),
-        (dict(horizon=0), "horizon must be at least 1"),
+        (dict(num_steps=0), "num_steps must be a whole number >= 1"),
+        (dict(num_steps=2.5), "num_steps must be a whole number >= 1"),
+        (dict(num_steps="abc"), "num_steps must be a whole number >= 1, got 'abc'"),
+        (dict(horizon=0), "horizon must be a whole number >= 1"),
+        (dict(horizon="abc"), "horizon must be a whole number >= 1, got 'abc'"),
         (dict(render_mode="human"), "render_mode must be None or 'rgb_array'"),
         (dict(device="banana"), "device='banana' is not a torch device"),
+        (dict(device="meta"), "a dream env runs on 'cpu' or 'cuda'"),
     ]:
         with pytest.raises(ValueError, match=message):
             DreamEnv(lane_bundle, **kwargs)

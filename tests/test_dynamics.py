@@ -85,6 +85,12 @@ def test_config_json_and_errors() -> None:
         tiny_config(k_max=12)
     with pytest.raises(ValueError, match="time_attention_every"):
         tiny_config(time_attention_every=3)
+    for field, value in [("num_heads", 0), ("num_kv_heads", 0), ("dim", -8), ("depth", 2.5)]:
+        with pytest.raises(ValueError, match=f"{field} must be a whole number >= 1"):
+            tiny_config(**{field: value})
+    for field, value in [("attn_soft_cap", 0), ("attn_soft_cap", "x"), ("num_registers", -1)]:
+        with pytest.raises(ValueError, match=field):
+            tiny_config(**{field: value})
     with pytest.raises(ValueError, match=r"expected latents \(B, T, 4, 8\)"):
         make_model().loss(torch.zeros(2, 3, 4, 9), *batch()[1:])
 

@@ -169,6 +169,8 @@ def test_rollout_slides_its_window_and_reports_bad_input() -> None:
         MaskedVideoConfig(image_size=30, patch_size=4)
     with pytest.raises(ValueError, match="temperature"):
         sampler.SamplingSettings.from_model(model, temperature=-1.0)
+    with pytest.raises(ValueError, match="a whole num_steps"):
+        sampler.SamplingSettings.from_model(model, num_steps=2.5)
 
 
 @pytest.mark.parametrize(

@@ -250,6 +250,10 @@ def test_shipped_configs_are_valid():
             {"policies": [{"name": "a", "algo": "bc", "demos": {"episodes": 0}}]},
             "episodes >= 1",
         ),
+        ({"dynamics": {"model": {"num_heads": 0}}}, "dynamics.model: .*num_heads must be"),
+        ({"dynamics": {"model": {"dimm": 64}}}, "dynamics.model: unknown setting"),
+        ({"tokenizer": {"model": {"latent_dim": "x"}}}, "tokenizer: setting latent_dim must"),
+        ({"tokenizer": {"kind": "vae"}}, "tokenizer: unknown tokenizer kind 'vae'"),
     ],
 )
 def test_config_errors_are_clear(change, message):

@@ -289,6 +289,20 @@ def test_train_dynamics_continues_from_a_bundle(trained, tmp_path, capsys):
     assert "holds a 'cnn-tokenizer' model, not a 'dynamics'" in capsys.readouterr().err
 
 
+def test_a_tokenizer_of_other_frames_is_refused_before_training(trained):
+    from types import SimpleNamespace
+
+    from world_models.train_dynamics import _check_fits
+
+    _, _, tok, dyn = trained
+    tokenizer, dynamics = load_trained(tok, "tokenizer"), load_trained(dyn, "dynamics")
+    view = SimpleNamespace(
+        observation_space=gym.spaces.Box(0, 255, (32, 32, 1), np.uint8), dataset_id="x/gray-v0"
+    )
+    with pytest.raises(ValueError, match=r"observes \(32, 32, 1\).*train-tokenizer --dataset x"):
+        _check_fits(dynamics.config, tokenizer, view)
+
+
 def run_cli_error(capsys, *argv: str) -> str:
     """Run a command that must fail cleanly; returns its one-line error."""
     with pytest.raises(SystemExit) as exit_info:

@@ -106,8 +106,10 @@ class DynamicsConfig:
 
     def __post_init__(self) -> None:
         spec_to_space(self.action_spec)
+        problems = self._count_problems()
+        if problems:  # the checks below divide by these counts
+            raise ValueError("bad DynamicsConfig: " + "; ".join(problems))
         check_k_max(self.k_max)
-        problems = []
         if self.dim % self.num_heads or self.num_heads % self.num_kv_heads:
             problems.append("dim must divide by num_heads and num_heads by num_kv_heads")
         if (self.dim // self.num_heads) % 2:
@@ -131,12 +133,28 @@ class DynamicsConfig:
             problems.append(f"num_sampling_steps must be a power of two in [1, k_max={self.k_max}]")
         if self.sampler not in SAMPLERS:
             problems.append(f"sampler must be one of {SAMPLERS}")
-        if min(self.num_latents, self.latent_dim, self.num_agent_tokens, self.context_length) < 1:
-            problems.append(
-                "num_latents, latent_dim, num_agent_tokens, context_length must be >= 1"
-            )
         if problems:
             raise ValueError("bad DynamicsConfig: " + "; ".join(problems))
+
+    def _count_problems(self) -> list[str]:
+        """What is wrong with the whole-number fields (sizes, counts) and the soft cap."""
+        counts = ("num_latents", "latent_dim", "dim", "depth", "num_heads", "num_kv_heads")
+        counts += ("num_agent_tokens", "k_max", "num_sampling_steps", "context_length")
+        counts += ("reward_bins", "time_attention_every")
+        problems = [
+            f"{name} must be a whole number >= 1, got {getattr(self, name)!r}"
+            for name in counts
+            if not _is_count(getattr(self, name), 1)
+        ]
+        registers, hidden, cap = self.num_registers, self.mlp_hidden_dim, self.attn_soft_cap
+        if not _is_count(registers, 0):
+            problems.append(f"num_registers must be a whole number >= 0, got {registers!r}")
+        if hidden is not None and not _is_count(hidden, 1):
+            problems.append(f"mlp_hidden_dim must be None or a whole number >= 1, got {hidden!r}")
+        number = isinstance(cap, int | float) and not isinstance(cap, bool)
+        if cap is not None and not (number and cap > 0):
+            problems.append(f"attn_soft_cap must be None or a number > 0, got {cap!r}")
+        return problems
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DynamicsConfig:
@@ -146,6 +164,10 @@ class DynamicsConfig:
         if unknown:
             raise ValueError(f"unknown DynamicsConfig keys {unknown}; known: {sorted(names)}")
         return cls(**data)
+
+
+def _is_count(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
 MOTION_THRESHOLD = 1e-4  # mean squared latent change that counts a token as moved

@@ -59,10 +59,12 @@ class SamplingSettings:
         settings = dataclasses.replace(
             settings, **{k: v for k, v in overrides.items() if v is not None}
         )
-        if settings.num_steps < 1 or settings.temperature < 0 or settings.confidence_noise < 0:
+        steps = settings.num_steps
+        whole = isinstance(steps, int) and not isinstance(steps, bool)
+        if not whole or steps < 1 or settings.temperature < 0 or settings.confidence_noise < 0:
             raise ValueError(
-                f"bad sampling settings {settings}: num_steps >= 1, temperature >= 0 and "
-                "confidence_noise >= 0 are required"
+                f"bad sampling settings {settings}: a whole num_steps >= 1, temperature >= 0 "
+                "and confidence_noise >= 0 are required"
             )
         return settings
 

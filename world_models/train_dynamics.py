@@ -94,7 +94,16 @@ def default_dynamics_spec(
 
 def _check_fits(config: Any, tokenizer: Tokenizer, view: SequenceView) -> None:
     """Refuse a dynamics config (e.g. an --init-from model's) that does not fit the tokenizer's
-    latents or the dataset's actions, before training starts."""
+    latents or the dataset's actions, and a tokenizer that does not read the dataset's frames,
+    before training starts."""
+    frame = (tokenizer.config.image_size, tokenizer.config.image_size, tokenizer.config.channels)
+    observed = tuple(getattr(view.observation_space, "shape", None) or ())
+    if observed != frame:
+        raise ValueError(
+            f"the tokenizer reads {frame} frames, but {view.dataset_id} observes {observed}: "
+            f"give --tokenizer one trained on this dataset (dreamgym train-tokenizer --dataset "
+            f"{view.dataset_id})"
+        )
     latents = (tokenizer.num_latents, tokenizer.latent_dim)
     if (config.num_latents, config.latent_dim) != latents:
         raise ValueError(
