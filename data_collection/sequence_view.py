@@ -117,8 +117,9 @@ class SequenceView:
         layout = obs_layout(self.observation_space)
         action_layout(self.action_space)
         folder = dataset_dir(dataset_id, data_dir) / CACHE_DIR
+        cache = ensure_cache(dataset, folder)
         try:
-            fields, self._arrays, self._offsets = _read_cache(ensure_cache(dataset, folder), layout)
+            fields, self._arrays, self._offsets = _read_cache(cache, layout)
         except (OSError, ValueError):  # a damaged cache (a truncated file, say): rebuild it
             cache = ensure_cache(dataset, folder, rebuild=True)
             fields, self._arrays, self._offsets = _read_cache(cache, layout)

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from envs.actions import is_integral
+from envs.actions import check_actions, whole_number
 from world_models.action_encoder import spec_to_space
 from world_models.bundle import HOW_TO_FIX, Bundle, BundleError, load_bundle
 from world_models.masked_video import MaskedVideoModel
@@ -47,20 +47,6 @@ DREAMER, MASKED_VIDEO = "dreamer", "masked-video"  # bundle kinds
 OBS_MODES = ("pixels", "latents")
 TERMINATIONS = ("threshold", "sample")
 SEED_HIGH = 2**63 - 1
-
-
-def whole_number(value: Any, name: str, low: int = 1) -> int:
-    """`value` as an int >= `low`: ints, whole floats (2.0) and integer text ("2"), nothing else."""
-    if isinstance(value, str):
-        value = value.strip()
-        number = int(value) if value.lstrip("+-").isdigit() else None
-    elif isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool):
-        number = int(value) if np.isfinite(value) and value == int(value) else None
-    else:
-        number = None
-    if number is None or number < low:
-        raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
-    return number
 
 
 def load_dream_bundle(bundle: str | os.PathLike | None, device: torch.device) -> Bundle:
@@ -121,12 +107,12 @@ def _check_actions(config_file: Path, spec: dict[str, Any], bundle: Bundle) -> N
         )
     contexts = bundle.contexts
     for action in contexts["action"][contexts["labeled"].bool()].cpu().numpy():
-        if not bundle.action_space.contains(action):
+        try:
+            check_actions(action, bundle.action_space, ())
+        except ValueError as err:
             raise BundleError(
-                f"{bundle.path / 'contexts.safetensors'}: a start context's action "
-                f"{action.tolist()!r} ({action.dtype}) is not in the action space "
-                f"{bundle.action_space}; {HOW_TO_FIX}"
-            )
+                f"{bundle.path / 'contexts.safetensors'}: a start context's {err}; {HOW_TO_FIX}"
+            ) from err
 
 
 def _check_masked_video(config_file: Path, loaded: Bundle) -> None:
@@ -177,28 +163,29 @@ def dream_world_model(bundle: Bundle, num_steps: int | None = None) -> BaseWorld
             f"{bundle.path / 'config.json'}: sampling must be an object of settings, got "
             f"{sampling!r}; {HOW_TO_FIX}"
         )
+    if num_steps is not None:
+        num_steps = whole_number(num_steps, "num_steps")
     if bundle_kind(bundle) == MASKED_VIDEO:
         model = bundle.models["masked_video"]
         try:
             overrides = sampling if num_steps is None else {**sampling, "num_steps": num_steps}
             settings = SamplingSettings.from_model(model, **overrides)
-        except TypeError as err:
+        except (TypeError, ValueError) as err:
             raise BundleError(
                 f"{bundle.path / 'config.json'}: bad sampling settings {sampling} ({err}); "
                 f"{HOW_TO_FIX}"
             ) from err
         return MaskedVideoWorldModel(model, bundle.observation_space.shape[0], settings)
     config = bundle.models["dynamics"].config
-    if num_steps is not None:
-        steps = whole_number(num_steps, "num_steps")
-    else:
+    steps = num_steps
+    if steps is None:
         try:
             steps = whole_number(sampling.get("num_steps", config.num_sampling_steps), "num_steps")
         except ValueError as err:
             where = bundle.path / "config.json"
             raise BundleError(f"{where}: sampling {err}; {HOW_TO_FIX}") from err
     k_max = config.k_max
-    if steps < 1 or steps > k_max or steps & (steps - 1):
+    if steps > k_max or steps & (steps - 1):
         raise ValueError(
             f"num_steps must be a power of two between 1 and k_max={k_max}, got {steps}"
         )
@@ -236,8 +223,8 @@ class DreamCore:
             raise ValueError(
                 f"device={device!r} is not a torch device, e.g. 'cpu' or 'cuda'"
             ) from err
-        if self.device.type not in ("cpu", "cuda"):
-            raise ValueError(f"device={device!r}: a dream env runs on 'cpu' or 'cuda'")
+        if self.device.type not in ("cpu", "cuda", "mps"):
+            raise ValueError(f"device={device!r}: a dream env runs on 'cpu', 'cuda' or 'mps'")
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device={device!r} but CUDA is not available; use device='cpu'")
         self.bundle = load_dream_bundle(bundle, self.device)
@@ -353,31 +340,9 @@ class DreamCore:
         return np.array([rng.random() >= c for rng, c in zip(rngs, cont, strict=True)])
 
     def check_actions(self, actions: Any, batch: tuple[int, ...]) -> np.ndarray:
-        """Validate actions of shape (*batch, *action shape) against the action space; Box
-        actions are clipped to its bounds (Gymnasium convention). Raises a clear ValueError."""
-        space = self.action_space
-        shape = (*batch, *space.shape)
-        try:
-            array = np.asarray(actions)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"action {actions!r} is not an array of {space}") from err
-        if array.shape != shape:
-            raise ValueError(
-                f"action has shape {array.shape}, expected {shape} for action space {space}"
-            )
-        if isinstance(space, spaces.Box):
-            if not np.issubdtype(array.dtype, np.number) or not np.isfinite(array).all():
-                raise ValueError(f"action {actions!r} must be finite numbers for {space}")
-            return np.clip(array, space.low, space.high).astype(np.float32)
-        if not is_integral(array):
-            raise ValueError(f"action {actions!r} must be integers for {space}")
-        if isinstance(space, spaces.Discrete):
-            low, high = space.start, space.start + space.n
-        else:
-            low, high = space.start, space.start + space.nvec
-        if np.any(array < low) or np.any(array >= high):
-            raise ValueError(f"action {actions!r} is outside the action space {space}")
-        return array.astype(np.int64)
+        """Actions (*batch, *action shape) checked against the action space (Box ones clipped
+        to its bounds, Gymnasium's convention); a clear ValueError if they do not fit."""
+        return check_actions(actions, self.action_space, batch)
 
     def render_frames(self, frames: np.ndarray) -> np.ndarray:
         """(..., H, W, C) uint8 -> RGB (..., H, W, 3): a single channel is repeated."""

@@ -30,6 +30,7 @@ from gymnasium.vector.utils import batch_space
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices
 
+from envs.actions import is_integral
 from envs.dream import DreamCore
 
 
@@ -150,14 +151,14 @@ class DreamVectorEnv(VectorEnv):
             if (
                 chosen.ndim > 1
                 or chosen.size not in (1, self.num_envs)
-                or not np.issubdtype(chosen.dtype, np.integer)
+                or not is_integral(chosen)
                 or not ((chosen >= 0) & (chosen < count)).all()
             ):
                 raise ValueError(
                     f"options['context'] must be an index in [0, {count}), or one per env, "
                     f"got {options['context']!r}"
                 )
-            chosen = np.broadcast_to(chosen.reshape(-1), (self.num_envs,))
+            chosen = np.broadcast_to(chosen.reshape(-1).astype(np.int64), (self.num_envs,))
         for i, s in enumerate(seeds):
             if mask[i] and s is not None:
                 self._rngs[i] = np_random(s)[0]

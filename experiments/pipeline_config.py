@@ -256,8 +256,6 @@ def _check_sb3_settings(algo: str, settings: dict[str, Any], where: str) -> None
 def _check_model_settings(config: dict[str, Any]) -> None:
     """Build the tokenizer's and the dynamics' configs from the settings (the dynamics with
     placeholder latents and actions), so a bad setting fails before any stage runs."""
-    from types import SimpleNamespace
-
     import gymnasium as gym
 
     from world_models.dynamics import DynamicsConfig
@@ -266,12 +264,19 @@ def _check_model_settings(config: dict[str, Any]) -> None:
     from world_models.trainer import TrainConfig
 
     env = gym.make(config["env"])
-    view = SimpleNamespace(observation_space=env.observation_space)
+    space = env.observation_space
     env.close()
+    if not isinstance(space, gym.spaces.Box):
+        pixels = config["env"].replace("MiniGridSymbolic-", "MiniGridPixels-")
+        hint = f" ({pixels})" if pixels != config["env"] else ""
+        raise ValueError(
+            f"env {config['env']} observes {space}; the pipeline learns a world model of image "
+            f"observations: use a pixel env{hint}"
+        )
     tokenizer = config["tokenizer"]
     try:
         train = TrainConfig(**tokenizer["train"])
-        default_model_spec(tokenizer["kind"], view, tokenizer["model"], train)
+        default_model_spec(tokenizer["kind"], space, tokenizer["model"], train)
     except (TypeError, ValueError) as err:
         raise ValueError(f"tokenizer: {err}") from err
     placeholder = DynamicsConfig(action_spec={"type": "Discrete", "n": 2, "start": 0})

@@ -121,9 +121,11 @@ def test_reset_returns_a_real_start_frame(lane_bundle: Path) -> None:
     assert info["context"] == 2 and np.array_equal(obs, contexts[2, -1])
     with pytest.raises(ValueError, match=r"options\['context'\] must be in \[0, 5\)"):
         env.reset(options={"context": 5})
-    for bad in (None, [1, 2], "a", 1.5):
+    for bad in (None, [1, 2], "a", 1.5, True, 2**70, "²"):
         with pytest.raises(ValueError, match=r"options\['context'\] must be a whole number"):
             env.reset(options={"context": bad})
+    for same in (np.array(2), torch.tensor(2), 2.0, "2"):
+        assert env.reset(options={"context": same})[1]["context"] == 2
 
 
 def test_reset_from_real_frames(lane_bundle: Path) -> None:
@@ -161,7 +163,8 @@ def test_vector_reset_takes_the_single_envs_context_option(lane_bundle: Path) ->
     assert np.array_equal(obs[0], env.reset(seed=0, options={"context": 3})[0])
     _, info = venv.reset(seed=0, options={"context": np.array([1, 2])})
     assert list(info["context"]) == [1, 2]
-    for bad in (10_000, [1, 2, 3], [[1], [2]], None):
+    assert list(venv.reset(options={"context": [1.0, 2.0]})[1]["context"]) == [1, 2]
+    for bad in (10_000, [1, 2, 3], [[1], [2]], None, [0.5, 1]):
         with pytest.raises(ValueError, match=r"options\['context'\] must be an index"):
             venv.reset(options={"context": bad})
     with pytest.raises(ValueError, match=r"unknown reset option\(s\) \['frames'\]"):
@@ -484,10 +487,12 @@ def test_bad_settings(lane_bundle: Path) -> None:
         (dict(horizon="abc"), "horizon must be a whole number >= 1, got 'abc'"),
         (dict(render_mode="human"), "render_mode must be None or 'rgb_array'"),
         (dict(device="banana"), "device='banana' is not a torch device"),
-        (dict(device="meta"), "a dream env runs on 'cpu' or 'cuda'"),
+        (dict(device="meta"), "a dream env runs on 'cpu', 'cuda' or 'mps'"),
     ]:
         with pytest.raises(ValueError, match=message):
             DreamEnv(lane_bundle, **kwargs)
+    for steps in (np.int64(2), 2.0, "2"):  # whole numbers in any form a caller may hold
+        assert DreamEnv(lane_bundle, num_steps=steps).core.world_model.num_steps == 2
     env = DreamEnv(lane_bundle, num_steps=1)
     env.reset(seed=0)
     assert env.observation_space.contains(env.step(LANE_ACTIONS.sample())[0])

@@ -150,8 +150,9 @@ def test_bad_actions(bundle: Path) -> None:
     venv.reset(seed=0)
     with pytest.raises(ValueError, match=r"expected \(2, 2\)"):
         venv.step(np.zeros(2, np.float32))
-    with pytest.raises(ValueError, match="bad sampling settings"):
+    with pytest.raises(ValueError, match="num_steps must be a whole number >= 1, got 0"):
         DreamEnv(bundle, num_steps=0)
+    assert DreamEnv(bundle, num_steps=np.int64(3)).core.world_model.num_steps == 3
 
 
 def test_bad_bundles(bundle: Path, tmp_path: Path) -> None:

@@ -149,20 +149,20 @@ def test_an_interrupted_stage_starts_afresh_when_its_input_was_rebuilt(run_copy)
 
 def test_failed_stage_keeps_earlier_outputs_and_is_named(run_copy, capsys):
     config, run_dir = run_copy
-    config["dynamics"]["model"]["no_such_setting"] = 1
+    config["dynamics"]["model"]["num_latents"] = 3  # valid alone; not the tokenizer's latents
     (run_dir.parent / "bad.json").write_text(json.dumps(config))
     earlier = {name: read_marker(run_dir, name) for name in ("collect", "tokenizer")}
     with pytest.raises(SystemExit) as exit_info:
         main(["pipeline", str(run_dir.parent / "bad.json"), "--out", str(run_dir)])
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
-    assert "stage 'dynamics' failed" in err and "no_such_setting" in err
+    assert "stage 'dynamics' failed" in err and "the tokenizer writes" in err
     assert "Traceback" not in err
     assert {name: read_marker(run_dir, name) for name in earlier} == earlier
     assert (run_dir / "tokenizer" / "tokenizer" / "config.json").is_file()
     assert (run_dir / "data" / "pipeline" / "tiny-v0").is_dir()
     failed = read_marker(run_dir, "dynamics")
-    assert failed["status"] == "failed" and "no_such_setting" in failed["error"]
+    assert failed["status"] == "failed" and "the tokenizer writes" in failed["error"]
     with pytest.raises(StageFailed) as info:
         run_pipeline(validate_config(config), run_dir, log=quiet)
     assert info.value.stage == "dynamics"

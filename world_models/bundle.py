@@ -138,7 +138,7 @@ def _check_contexts(path: Path, contexts: dict[str, torch.Tensor], obs_space: gy
         raise BundleError(f"{path} holds no start context; {HOW_TO_FIX}")
     for name in ("action", "labeled"):
         shape = tuple(contexts[name].shape)
-        if shape[:2] != tuple(obs.shape[:2]):
+        if shape[:2] != tuple(obs.shape[:2]) or (name == "labeled" and len(shape) != 2):
             raise BundleError(
                 f"{path}: '{name}' is {shape} but the start frames are {tuple(obs.shape)}: "
                 f"each of the {obs.shape[0]} contexts needs one per frame; {HOW_TO_FIX}"

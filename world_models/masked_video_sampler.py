@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -60,7 +61,7 @@ class SamplingSettings:
             settings, **{k: v for k, v in overrides.items() if v is not None}
         )
         steps = settings.num_steps
-        whole = isinstance(steps, int) and not isinstance(steps, bool)
+        whole = isinstance(steps, numbers.Integral) and not isinstance(steps, bool)
         if not whole or steps < 1 or settings.temperature < 0 or settings.confidence_noise < 0:
             raise ValueError(
                 f"bad sampling settings {settings}: a whole num_steps >= 1, temperature >= 0 "

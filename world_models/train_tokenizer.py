@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
@@ -46,16 +47,18 @@ def show_reconstructions(
 
 
 def default_model_spec(
-    kind: str, view: SequenceView, overrides: dict[str, Any], train: TrainConfig
+    kind: str, observation_space: gym.Space, overrides: dict[str, Any], train: TrainConfig
 ) -> dict[str, Any]:
-    """The model spec for a tokenizer of `kind` sized for the dataset's frames. A transformer
+    """The model spec for a tokenizer of `kind` sized for the observed frames. A transformer
     tokenizer's decoder reads at most T - 1 past frames in a dream, as the last frame of its
     longest training windows (T frames) did."""
     if kind not in TOKENIZER_KINDS:
         raise ValueError(f"unknown tokenizer kind {kind!r}; choose one of {TOKENIZER_KINDS}")
-    shape = view.observation_space.shape
+    shape = observation_space.shape or ()
     if len(shape) != 3 or shape[0] != shape[1]:
-        raise ValueError(f"tokenizers need square (H, W, C) image observations, got {shape}")
+        raise ValueError(
+            f"tokenizers need square (H, W, C) image observations, got {observation_space}"
+        )
     if kind == "cnn":
         from world_models.tokenizer_cnn import CNNTokenizerConfig as Config
 
@@ -113,7 +116,7 @@ def train_tokenizer(
         "perceptual": perceptual,
         "perceptual_frames": perceptual_frames,
         "train": dataclasses.asdict(train),
-        "model": default_model_spec(kind, full, model_overrides or {}, train),
+        "model": default_model_spec(kind, full.observation_space, model_overrides or {}, train),
     }
     settings = prepare_run(run_dir, settings, resume, must_match=("dataset_id",))
     train_ids, test_ids = split_episodes(full.num_episodes, settings["holdout"], seed=0)
