@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     """Parse the command line and run one subcommand; bad input ends in one `error:` line."""
     from gymnasium.error import Error as GymnasiumError
+    from gymnasium.error import UnregisteredEnv
 
     args = build_parser().parse_args(argv)
     try:
@@ -42,8 +43,10 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         code = 130
-    except GymnasiumError as err:  # e.g. an unknown env id
-        print(f"error: {err} (`import envs` registers dreamgym's ids)", file=sys.stderr)
+    except GymnasiumError as err:  # e.g. an unknown env id, a negative seed
+        unknown = isinstance(err, UnregisteredEnv)
+        hint = " (`import envs` registers dreamgym's ids)" if unknown else ""
+        print(f"error: {err}{hint}", file=sys.stderr)
         code = 2
     except (OSError, ValueError, ImportError) as err:  # OSError: missing files, permissions
         print(f"error: {err}", file=sys.stderr)

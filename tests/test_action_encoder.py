@@ -58,3 +58,6 @@ def test_action_encoder_errors_and_clipping() -> None:
         space_to_spec(gym.spaces.Dict({"a": gym.spaces.Discrete(2)}))
     with pytest.raises(ValueError, match="bad action spec"):
         spec_to_space({"type": "Tuple"})
+    for shape in ("64", [64, "64", 3], [2.5], None):
+        with pytest.raises(ValueError, match="'shape' must be a list of whole numbers"):
+            spec_to_space({"type": "Box", "shape": shape, "low": 0, "high": 255, "dtype": "uint8"})

@@ -36,7 +36,7 @@ def test_subcommand_help(command, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["play", "NoSuchEnv-v0", "--steps", "1"], "NoSuchEnv"),
+        (["play", "NoSuchEnv-v0", "--steps", "1"], "`import envs` registers dreamgym's ids"),
         (
             ["train-policy", "--algo", "ppo", "--env", "LaneSim-v0", "--lr", "1e-3"],
             "--lr: behaviour-cloning options",
@@ -114,6 +114,14 @@ def test_bad_input_is_one_clear_error_line(argv, message, capsys, tmp_path, monk
         main(argv)
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and message in err and "Traceback" not in err
+
+
+def test_the_registration_hint_is_only_for_unknown_ids(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        main(["play", "MiniGridPixels-DoorKey-8x8-v0", "--steps", "1", "--seed", "-1"])
+    err = capsys.readouterr().err
+    assert "Seed must be greater or equal to zero" in err and "registers" not in err
 
 
 def test_play_and_compare_write_videos_and_per_step_psnr(tmp_path, capsys):

@@ -65,7 +65,12 @@ def spec_to_space(spec: dict[str, Any]) -> gym.Space:
         nvec = np.asarray(spec["nvec"], dtype=np.int64)
         return gym.spaces.MultiDiscrete(nvec, start=np.asarray(spec.get("start", [0] * len(nvec))))
     if kind == "Box":
-        shape = tuple(int(s) for s in spec["shape"])
+        shape = spec["shape"]
+        if not isinstance(shape, list | tuple) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
+        ):
+            raise ValueError(f"bad space spec {spec!r}: 'shape' must be a list of whole numbers")
+        shape = tuple(shape)
         dtype = np.dtype(spec.get("dtype", "float32"))
         low = np.broadcast_to(np.asarray(spec["low"], dtype=dtype), shape)
         high = np.broadcast_to(np.asarray(spec["high"], dtype=dtype), shape)
