@@ -3,9 +3,9 @@
 Each bundle (optionally with dynamics settings changed for sampling, e.g. `guidance=1` or
 `tau_ctx=0.8`) is scored by `world_models.evaluate.evaluate_world_model` on the same windows
 for every seed; the first bundle is the reference. Per bundle it prints the mean PSNR over the
-horizon (whole frames, and over the pixels that changed since the last context frame), the
-changed-pixel drop when driven by other windows' actions, reward accuracy, and the paired
-differences from the reference with their 95% normal intervals over windows:
+horizon (whole frames, and over the pixels that changed since the last context frame), over
+its last 4 frames (where errors have piled up), the changed-pixel drop when driven by other
+windows' actions, reward accuracy, and the paired differences from the reference with their 95% normal intervals over windows:
 
     python -m experiments.bench.paired_eval --dataset dreamgym/doorkey-mixed-v0 \\
         envs/bundles/minigrid-doorkey-8x8 runs/x/bundle runs/x/bundle:guidance=1 \\
@@ -54,8 +54,12 @@ def with_overrides(bundle: Path, overrides: dict[str, Any], folder: Path) -> Pat
     return folder
 
 
+LATE_FRAMES = 4  # the last frames of the horizon, where a rollout's errors have piled up
+
+
 def per_window(bundle: Path, dataset: str, windows: int, seed: int) -> dict[str, Any]:
-    """Per-window means over the horizon (whole and changed-pixel PSNR) and summary figures."""
+    """Per-window means over the horizon (whole and changed-pixel PSNR), over its last
+    LATE_FRAMES frames (whole), and summary figures."""
     from world_models.evaluate import evaluate_world_model
     from world_models.metrics import changed_psnr, psnr
 
@@ -63,10 +67,12 @@ def per_window(bundle: Path, dataset: str, windows: int, seed: int) -> dict[str,
         bundle, dataset, windows=windows, perceptual_backend="none", seed=seed
     )
     frames = results["_frames"]
+    per_frame = psnr(frames["dream"], frames["real"])  # (windows, horizon)
     dream, other = results["dream_k4"], results["other_actions"]["changed_psnr"]
     gaps = [a - b for a, b in zip(dream["changed_psnr"], other, strict=True) if None not in (a, b)]
     return {
-        "whole": psnr(frames["dream"], frames["real"]).mean(1),
+        "whole": per_frame.mean(1),
+        "late": per_frame[:, -LATE_FRAMES:].mean(1),
         "changed": torch.nanmean(changed_psnr(frames["dream"], frames["real"], frames["hold"]), 1),
         "action_gap": float(np.mean(gaps)),
         "reward_accuracy": dream.get("reward_accuracy", float("nan")),  # nan: no labels
@@ -100,23 +106,24 @@ def main() -> None:
                 parser.error(f"{spec}: {error}")
             runs = [per_window(bundle, args.dataset, args.windows, s) for s in args.seeds]
             rows[spec] = {
-                "whole": torch.cat([r["whole"] for r in runs]),
-                "changed": torch.cat([r["changed"] for r in runs]),
+                **{k: torch.cat([r[k] for r in runs]) for k in ("whole", "late", "changed")},
                 "action_gap": float(np.mean([r["action_gap"] for r in runs])),
                 "reward_accuracy": float(np.mean([r["reward_accuracy"] for r in runs])),
             }
             print(f"scored {spec}", flush=True)
     ref = rows[args.bundles[0]]
     print(
-        "| bundle | PSNR | changed-pixel PSNR | other-actions drop (changed) | reward acc "
-        "| PSNR vs first | changed vs first |"
+        f"| bundle | PSNR | last {LATE_FRAMES} frames | changed-pixel PSNR "
+        "| other-actions drop (changed) | reward acc "
+        f"| PSNR vs first | last {LATE_FRAMES} vs first | changed vs first |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for spec, row in rows.items():
         print(
-            f"| {spec} | {row['whole'].mean():.2f} | {torch.nanmean(row['changed']):.2f} "
-            f"| {row['action_gap']:.2f} | {row['reward_accuracy']:.3f} "
-            f"| {paired(row['whole'], ref['whole'])} | {paired(row['changed'], ref['changed'])} |"
+            f"| {spec} | {row['whole'].mean():.2f} | {row['late'].mean():.2f} "
+            f"| {torch.nanmean(row['changed']):.2f} | {row['action_gap']:.2f} "
+            f"| {row['reward_accuracy']:.3f} | {paired(row['whole'], ref['whole'])} "
+            f"| {paired(row['late'], ref['late'])} | {paired(row['changed'], ref['changed'])} |"
         )
 
 
