@@ -5,7 +5,8 @@ Each bundle (optionally with dynamics settings changed for sampling, e.g. `guida
 for every seed; the first bundle is the reference. Per bundle it prints the mean PSNR over the
 horizon (whole frames, and over the pixels that changed since the last context frame), over
 its last 4 frames (where errors have piled up), the changed-pixel drop when driven by other
-windows' actions, reward accuracy, and the paired differences from the reference with their 95% normal intervals over windows:
+windows' actions, reward accuracy, and the paired differences from the reference with their 95%
+normal intervals over windows:
 
     python -m experiments.bench.paired_eval --dataset dreamgym/doorkey-mixed-v0 \\
         envs/bundles/minigrid-doorkey-8x8 runs/x/bundle runs/x/bundle:guidance=1 \\
