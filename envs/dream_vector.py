@@ -52,6 +52,7 @@ class DreamVectorEnv(VectorEnv):
         render_mode: str | None = None,
         autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
         compile: bool = False,
+        trace: bool = True,
     ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs must be at least 1, got {num_envs}")
@@ -61,7 +62,15 @@ class DreamVectorEnv(VectorEnv):
         if mode == AutoresetMode.DISABLED:
             raise ValueError("autoreset_mode must be NEXT_STEP or SAME_STEP")
         self.core = DreamCore(
-            bundle, device, obs_mode, termination, continue_threshold, horizon, num_steps, compile
+            bundle,
+            device,
+            obs_mode,
+            termination,
+            continue_threshold,
+            horizon,
+            num_steps,
+            compile,
+            trace,
         )
         self.num_envs = num_envs
         self.render_mode = render_mode

@@ -44,6 +44,7 @@ from world_models.shortcut import (
     sample_tau_d,
     shortcut_target,
 )
+from world_models.traced_passes import TracedPasses
 
 
 @dataclass
@@ -204,6 +205,16 @@ class Dynamics(nn.Module):
             config.dim, config.reward_bins, config.reward_low, config.reward_high
         )
         self.continue_head = ContinueHead(config.dim)
+        self._traced: TracedPasses | None = None  # not a submodule: no weights of its own
+
+    def trace_for_speed(self) -> None:
+        """Run the inference passes that read the KV cache (`step`) through TorchScript
+        traces: the same results with less per-op overhead (`world_models.traced_passes`)."""
+        self._traced = TracedPasses(self.net)
+
+    def _frame_net(self) -> Callable[..., tuple[torch.Tensor, torch.Tensor, list | None]]:
+        """The network `step` runs: its traces after `trace_for_speed`, else the module."""
+        return self._traced or self.net
 
     def forward(self, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Same as `loss` (so DistributedDataParallel can wrap the model)."""
@@ -366,9 +377,11 @@ class Dynamics(nn.Module):
         if time_mask is not None:
             time_mask = time_mask[:, None, :]  # (B, 1, L + 1)
 
+        net = self._frame_net()
+
         def run(z: torch.Tensor, tau: torch.Tensor, d: torch.Tensor, write: bool = False):
             z, tau, d = z[:, None], tau[:, None], d[:, None]
-            return self.net(z, tau, d, action_emb, positions, time_mask, state.kv, write)
+            return net(z, tau, d, action_emb, positions, time_mask, state.kv, write)
 
         def denoise(z: torch.Tensor, tau: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
             return run(z, tau, d)[0][:, 0]
@@ -404,10 +417,11 @@ class Dynamics(nn.Module):
         kv = [(torch.cat((k, k)), torch.cat((v, v))) for k, v in state.kv]
         mask = None if time_mask is None else torch.cat((time_mask, time_mask))
         pos = torch.cat((positions, positions))
+        net = self._frame_net()
 
         def guided(z: torch.Tensor, tau: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
             z2, tau2, d2 = (torch.cat((x, x))[:, None] for x in (z, tau, d))
-            cond, uncond = self.net(z2, tau2, d2, emb, pos, mask, kv)[0][:, 0].chunk(2)
+            cond, uncond = net(z2, tau2, d2, emb, pos, mask, kv)[0][:, 0].chunk(2)
             return cond + w * (cond - uncond)
 
         return guided

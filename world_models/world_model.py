@@ -113,6 +113,10 @@ class BaseWorldModel(nn.Module):
         after a warm-up of about a minute, results equal up to float rounding."""
         raise ValueError(f"{type(self).__name__} has no compiled mode; use compile=False")
 
+    def trace_for_speed(self) -> None:
+        """Run each frame's network through TorchScript traces where the model has them (the
+        same results, less per-op overhead); a no-op for models without."""
+
     @torch.no_grad()
     def imagine(
         self,
@@ -161,6 +165,11 @@ class WorldModel(BaseWorldModel):
         name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
         setattr(config, name, max(getattr(config, name), 64))
         self.dynamics.net.compile(dynamic=True)
+
+    def trace_for_speed(self) -> None:
+        """Trace the dynamics' cache-reading passes (`world_models.traced_passes`): exactly the
+        eager results, about a third less time per pass at one env on CPU."""
+        self.dynamics.trace_for_speed()
 
     @torch.no_grad()
     def start(

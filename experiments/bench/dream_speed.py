@@ -6,7 +6,8 @@ Without `--bundle`, a bundle with random weights and the full-size default model
 tokenizer, `DynamicsConfig()` defaults) at LaneSim-v0's spaces is built in a temporary folder:
 speed does not depend on the weights, but a trained bundle may use other model sizes.
 
-    python -m experiments.bench.dream_speed [--bundle PATH] [--seconds 3] [--threads 2] [--compile]
+    python -m experiments.bench.dream_speed [--bundle PATH] [--seconds 3] [--threads 2]
+        [--eager] [--compile]
 """
 
 from __future__ import annotations
@@ -57,17 +58,17 @@ def dream_rate(
     seconds: float,
     threshold: float,
     k: int | None,
-    compile: bool = False,
+    run: str = "traced",
 ) -> float:
-    """Env steps per second: one `DreamEnv` (num_envs = 0) or a `DreamVectorEnv`. Compiled,
-    the first 50 steps (the KV cache filling its window, each new shape compiled) are not
-    timed."""
+    """Env steps per second: one `DreamEnv` (num_envs = 0) or a `DreamVectorEnv`, its
+    dynamics run "traced" (the default), "eager" or "compiled". Compiled, the first 50 steps
+    (the KV cache filling its window, each new shape compiled) are not timed."""
     from envs.dream import DreamEnv
     from envs.dream_vector import DreamVectorEnv
 
-    kwargs = dict(
-        device=device, obs_mode=obs_mode, continue_threshold=threshold, num_steps=k, compile=compile
-    )
+    compile = run == "compiled"
+    kwargs = dict(device=device, obs_mode=obs_mode, continue_threshold=threshold, num_steps=k)
+    kwargs.update(compile=compile, trace=run == "traced")
     warmup = 50 if compile else 1
     if num_envs == 0:
         env = DreamEnv(bundle, **kwargs)
@@ -115,6 +116,11 @@ def main() -> None:
         help="also time the dream envs with compile=True (each row first compiles: minutes)",
     )
     parser.add_argument(
+        "--eager",
+        action="store_true",
+        help="also time the dream envs with trace=False (the dynamics run eagerly)",
+    )
+    parser.add_argument(
         "--dynamics",
         nargs="*",
         default=[],
@@ -157,13 +163,13 @@ def main() -> None:
         devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
         for device in devices:
             batches = args.num_envs or ([64] if device == "cpu" else [64, 1024])
-            compiles = (False, True) if args.compile else (False,)
-            for compiled, mode, n in product(compiles, ("pixels", "latents"), [0, *batches]):
+            runs = ["traced"] + ["eager"] * args.eager + ["compiled"] * args.compile
+            for run, mode, n in product(runs, ("pixels", "latents"), [0, *batches]):
                 steps = dream_rate(
-                    bundle, device, n, mode, args.seconds, threshold, args.num_steps, compiled
+                    bundle, device, n, mode, args.seconds, threshold, args.num_steps, run
                 )
                 label = f"dream ({mode})" + (" vector" if n else "")
-                label += ", compiled" if compiled else ""
+                label += "" if run == "traced" else f", {run}"
                 print(f"{label:<28} {device:<7} {max(n, 1):>5} {steps:>10.1f}", flush=True)
 
 
