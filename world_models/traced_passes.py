@@ -56,6 +56,7 @@ class TracedPasses:
     def __init__(self, net: SpaceTimeTransformer) -> None:
         self.net = net
         self._traces: dict[tuple[Any, ...], torch.jit.ScriptModule] = {}
+        self._can_trace = hasattr(torch, "jit") and hasattr(torch.jit, "trace")
 
     def __call__(
         self,
@@ -69,7 +70,7 @@ class TracedPasses:
         return_kv: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor, list[KV] | None]:
         """Same arguments and results as `SpaceTimeTransformer.forward`."""
-        if past is None or positions is None or torch.is_grad_enabled() or not _can_trace():
+        if past is None or positions is None or torch.is_grad_enabled() or not self._can_trace:
             return self.net(z, tau, d, action_emb, positions, time_mask, past, return_kv)
         inputs = (z, tau, d, action_emb, positions, tuple(past))
         if time_mask is not None:
@@ -90,7 +91,3 @@ class TracedPasses:
             self._traces[key] = trace
         out = trace(*inputs)
         return (out[0], out[1], list(out[2])) if return_kv else (out[0], out[1], None)
-
-
-def _can_trace() -> bool:
-    return hasattr(torch, "jit") and hasattr(torch.jit, "trace")
