@@ -270,6 +270,7 @@ def _ddp_worker(rank: int, world: int, port: int, run_dir: str, steps: int, resu
         assert trainer.resume()
     trainer.fit()
     out.put((rank, seen))
+    dist.barrier()  # neither rank tears gloo down while the other still talks to it
     dist.destroy_process_group()
 
 
