@@ -44,14 +44,25 @@ def test_rope_is_relative() -> None:
     assert torch.allclose(apply_rope(q, rope(torch.tensor([0]))), q)
 
 
+def test_rope_rotates_each_i_with_i_plus_half_exactly() -> None:
+    rope = RotaryEmbedding(16)
+    r = rope(torch.tensor([[0, 5, 9], [2, 3, 700]]))  # (B, L) positions
+    x = torch.randn(2, 4, 3, 16)
+    angles = torch.tensor([[0, 5, 9], [2, 3, 700]], dtype=torch.float64)[..., None] * rope.inv_freq
+    cos, sin = angles.cos().float()[:, None], angles.sin().float()[:, None]
+    x1, x2 = x.chunk(2, -1)
+    expected = torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), -1)
+    assert torch.equal(apply_rope(x, r), expected)
+
+
 def test_rope_2d_axes_and_errors() -> None:
     rope = RotaryEmbedding(16, num_axes=2)
     pos = torch.stack(torch.meshgrid(torch.arange(2), torch.arange(3), indexing="ij"), -1)
     r = rope(pos.reshape(6, 2))
-    assert r.cos.shape == (6, 8)
+    assert r.cos.shape == r.sin.shape == (6, 16)
     # Row axis uses the first half of the frequencies, column axis the second half.
     assert torch.allclose(r.cos[1, :4], torch.ones(4)) and not torch.allclose(
-        r.cos[1, 4:], r.cos[0, 4:]
+        r.cos[1, 4:8], r.cos[0, 4:8]
     )
     with pytest.raises(ValueError, match="last axis"):
         rope(torch.arange(6))

@@ -30,7 +30,8 @@ KV = tuple[torch.Tensor, torch.Tensor]  # (k, v), each (B, H_kv, L, head_dim), k
 
 
 class Rope(NamedTuple):
-    """cos and sin of the rotation angles, each (L, head_dim // 2) or (B, L, head_dim // 2)."""
+    """The rotation at full width, each (L, head_dim) or (B, L, head_dim): cos = [cos, cos] and
+    sin = [-sin, sin] of the head_dim // 2 angles, so rotating is x * cos + swap_halves(x) * sin."""
 
     cos: torch.Tensor
     sin: torch.Tensor
@@ -78,17 +79,18 @@ class RotaryEmbedding(nn.Module):
             raise ValueError(f"positions need a last axis of size {self.num_axes}, got {pos.shape}")
         angles = (pos.unsqueeze(-1) * self.inv_freq).flatten(-2)  # (..., L, head_dim // 2)
         dtype = torch.get_default_dtype()
-        return Rope(angles.cos().to(dtype), angles.sin().to(dtype))
+        cos, sin = angles.cos().to(dtype), angles.sin().to(dtype)
+        return Rope(torch.cat((cos, cos), -1), torch.cat((-sin, sin), -1))
 
 
 def apply_rope(x: torch.Tensor, rope: Rope) -> torch.Tensor:
     """Rotate x (B, H, L, head_dim) by `rope` (rotate-half pairing: i with i + head_dim/2)."""
     cos, sin = rope.cos, rope.sin
-    if cos.ndim == 3:  # (B, L, half) -> (B, 1, L, half)
+    if cos.ndim == 3:  # (B, L, head_dim) -> (B, 1, L, head_dim)
         cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
-    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
     x1, x2 = x.chunk(2, dim=-1)
-    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+    # [x1 cos - x2 sin, x2 cos + x1 sin]: the rope is computed once a pass, this once a use
+    return x * cos.to(x.dtype) + torch.cat((x2, x1), dim=-1) * sin.to(x.dtype)
 
 
 def causal_mask(
