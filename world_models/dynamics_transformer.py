@@ -75,14 +75,14 @@ class SpaceTimeBlock(nn.Module):
         b, t, s, dim = x.shape
         kv = None
         if self.time:
-            xt = x.transpose(1, 2).reshape(b * s, t, dim)
+            xt = x.transpose(1, 2).reshape(-1, t, dim)
             out = self.time_attn(
                 self.time_norm(xt), rope, time_mask, True, past_kv=past, return_kv=return_kv
             )
             if return_kv:
                 out, kv = out
             x = x + out.reshape(b, s, t, dim).transpose(1, 2)
-        xs = x.reshape(b * t, s, dim)
+        xs = x.reshape(-1, s, dim)
         x = x + self.space_attn(self.space_norm(xs), mask=space_mask).reshape(b, t, s, dim)
         return x + self.mlp(self.mlp_norm(x)), kv
 

@@ -48,6 +48,8 @@ class RMSNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x * rsqrt(mean(x^2) + eps) * weight in float32, fused; keeps the input dtype (bf16)
         dim = (x.shape[-1],)
+        if x.dtype == self.weight.dtype == torch.float32:  # no casts: fewer ops at batch 1
+            return F.rms_norm(x, dim, self.weight, self.eps)
         return F.rms_norm(x.float(), dim, self.weight.float(), self.eps).to(x.dtype)
 
 
@@ -208,7 +210,7 @@ class Attention(nn.Module):
                 k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
         # GQA without copying keys: the G = H / H_kv query heads of a kv head share its keys.
-        q = q.reshape(b, h_kv, groups * lq, hd)
+        q = q.reshape(b, h_kv, -1, hd)
         logits = (q @ k.transpose(-2, -1)).mul_(1 / (math.sqrt(hd) * self.soft_cap))
         logits = (logits.tanh_() * self.soft_cap).view(b, h_kv, groups, lq, lk)
         if mask is not None:
@@ -225,7 +227,7 @@ def _group_heads(mask: torch.Tensor, groups: int) -> torch.Tensor:
     mask = mask.reshape((1,) * (4 - mask.ndim) + tuple(mask.shape))
     if mask.shape[1] == 1:
         return mask.unsqueeze(2)
-    return mask.unflatten(1, (mask.shape[1] // groups, groups))
+    return mask.unflatten(1, (-1, groups))
 
 
 class TransformerBlock(nn.Module):
