@@ -156,13 +156,9 @@ def _check_dreamer(config_file: Path, loaded: Bundle) -> None:
 
 def dream_world_model(bundle: Bundle, num_steps: int | None = None) -> BaseWorldModel:
     """The world model of a checked bundle, decoding each frame in `num_steps` steps (default:
-    the bundle's): shortcut steps (a power of two up to k_max) or MaskGIT steps (>= 1)."""
-    sampling = bundle.config.get("sampling", {})
-    if not isinstance(sampling, dict):
-        raise BundleError(
-            f"{bundle.path / 'config.json'}: sampling must be an object of settings, got "
-            f"{sampling!r}; {HOW_TO_FIX}"
-        )
+    the bundle's): shortcut steps (a power of two up to k_max) or MaskGIT steps (>= 1); with
+    the bundle's static-pixel copy (`sampling.copy_threshold`, none when absent)."""
+    sampling = bundle.sampling
     if num_steps is not None:
         num_steps = whole_number(num_steps, "num_steps")
     if bundle_kind(bundle) == MASKED_VIDEO:
@@ -189,7 +185,13 @@ def dream_world_model(bundle: Bundle, num_steps: int | None = None) -> BaseWorld
         raise ValueError(
             f"num_steps must be a power of two between 1 and k_max={k_max}, got {steps}"
         )
-    return WorldModel(bundle.models["tokenizer"], bundle.models["dynamics"], steps)
+    try:
+        copy_threshold = sampling.get("copy_threshold")
+        return WorldModel(
+            bundle.models["tokenizer"], bundle.models["dynamics"], steps, copy_threshold
+        )
+    except ValueError as err:
+        raise BundleError(f"{bundle.path / 'config.json'}: sampling {err}; {HOW_TO_FIX}") from err
 
 
 def to_uint8(frames: torch.Tensor) -> np.ndarray:

@@ -16,7 +16,7 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from safetensors.torch import load_file, save_file
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
-from tiny_models import TINY_DYNAMICS, TINY_TOKENIZER, TINY_TRANSFORMER_TOKENIZER
+from tiny_models import TINY_DYNAMICS, TINY_TOKENIZER, TINY_TRANSFORMER_TOKENIZER, with_sampling
 
 from envs.dream import DreamEnv
 from envs.dream_vector import DreamSB3VecEnv, DreamVectorEnv
@@ -66,10 +66,18 @@ def transformer_bundle(tmp_path_factory) -> Path:
     )
 
 
-@pytest.fixture(params=["cnn", "transformer"])
-def any_lane_bundle(request, lane_bundle: Path, transformer_bundle: Path) -> Path:
-    """The LaneSim bundle with either tokenizer."""
-    return lane_bundle if request.param == "cnn" else transformer_bundle
+@pytest.fixture(scope="module")
+def copy_bundle(lane_bundle: Path, tmp_path_factory) -> Path:
+    """`lane_bundle` with static-pixel copy (`sampling.copy_threshold`)."""
+    return with_sampling(lane_bundle, tmp_path_factory.mktemp("dream") / "copy", copy_threshold=0.2)
+
+
+@pytest.fixture(params=["cnn", "transformer", "cnn with static-pixel copy"])
+def any_lane_bundle(
+    request, lane_bundle: Path, transformer_bundle: Path, copy_bundle: Path
+) -> Path:
+    """The LaneSim bundle with either tokenizer, or with static-pixel copy."""
+    return {"cnn": lane_bundle, "transformer": transformer_bundle}.get(request.param, copy_bundle)
 
 
 @pytest.fixture(scope="module")
@@ -429,6 +437,10 @@ def _corrupt(path: Path, case: str) -> None:
         config = json.loads((path / "config.json").read_text())
         config["action_space"] = {"type": "Discrete", "n": 7, "start": 0}
         (path / "config.json").write_text(json.dumps(config))
+    elif case == "copy_threshold 1.5":
+        config = json.loads((path / "config.json").read_text())
+        config["sampling"]["copy_threshold"] = 1.5
+        (path / "config.json").write_text(json.dumps(config))
     elif case == "render_fps 0":
         config = json.loads((path / "config.json").read_text())
         config["render_fps"] = 0
@@ -459,6 +471,7 @@ def _corrupt(path: Path, case: str) -> None:
         ("models not an object", "config.json"),
         ("sampling not an object", "config.json"),
         ("render_fps 0", "config.json"),
+        ("copy_threshold 1.5", "copy_threshold is a change in [0, 1] pixel units"),
         ("zero heads", "num_heads must be a whole number >= 1"),
         ("contexts short of actions", "contexts.safetensors"),
         ("context action out of range", "contexts.safetensors"),

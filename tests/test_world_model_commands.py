@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tiny_models import with_sampling
 
 import envs  # noqa: F401
 from data_collection.recording import collect
@@ -18,6 +19,7 @@ from data_collection.sequence_view import SequenceView
 from experiments.cli import main
 from world_models.bundle import load_bundle, start_contexts
 from world_models.checkpoint import CheckpointError
+from world_models.evaluate import evaluate_world_model, summary_table
 from world_models.runs import load_trained
 
 TINY_TOKENIZER = [
@@ -181,6 +183,21 @@ def test_eval_and_export_from_a_run_folder(trained):
     assert len(held) == len(dreamed) == 2
     assert all(v is None or v < metrics["hold_last_frame"]["psnr"][i] for i, v in enumerate(held))
     assert (out / "psnr.png").is_file() and (out / "real_vs_dream.mp4").is_file()
+    # with static-pixel copy above any change, the dream is hold-last-frame; the dream decoded
+    # alone, scored beside it, is the plain bundle's dream on the same windows
+    still = with_sampling(dyn / "bundle", root / "still", copy_threshold=0.999)
+    copied = evaluate_world_model(
+        still,
+        "test/empty-v0",
+        data_dir=data,
+        context=2,
+        horizon=2,
+        windows=2,
+        num_steps=(1,),
+    )
+    assert copied["dream_k1"]["psnr"] == copied["hold_last_frame"]["psnr"]
+    assert copied["decoded_alone"]["psnr"] == metrics["dream_k1"]["psnr"]
+    assert "dream K=1, no static-pixel copy" in summary_table(copied)
     run_cli(
         "export-bundle",
         "--tokenizer",
@@ -348,6 +365,10 @@ def test_bad_eval_and_export_input_is_a_clear_error(trained, tmp_path, capsys):
         capsys, *export, "--dataset", "test/empty-v0", "--data-dir", data, "--num-steps", "3"
     )
     assert "no bundle written" in err and "power of two" in err
+    err = run_cli_error(
+        capsys, *export, "--dataset", "test/empty-v0", "--data-dir", data, "--copy-threshold", "2"
+    )
+    assert "no bundle written" in err and "copy_threshold is a change in [0, 1]" in err
     assert not out.exists() and not list(tmp_path.iterdir())  # nothing half-written
     mine = tmp_path / "mine"  # a folder of the user's: never replaced
     mine.mkdir()
@@ -356,7 +377,8 @@ def test_bad_eval_and_export_input_is_a_clear_error(trained, tmp_path, capsys):
     err = run_cli_error(capsys, *export[:-1], mine, *args)
     assert "exists and is not a bundle" in err and (mine / "notes.txt").exists()
     run_cli(*export, *args)  # a new folder, then a bundle there, may be (re)written
-    run_cli(*export, *args)
+    run_cli(*export, *args, "--copy-threshold", "0.1")
+    assert json.loads((out / "config.json").read_text())["sampling"]["copy_threshold"] == 0.1
     err = run_cli_error(
         capsys,
         "train-dynamics",

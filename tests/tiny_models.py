@@ -1,5 +1,10 @@
 """Model settings small enough for tests: a CNN tokenizer, a transformer tokenizer and a dynamics
-model of a few thousand parameters, for `world_models.random_bundle.random_bundle`."""
+model of a few thousand parameters, for `world_models.random_bundle.random_bundle`; and
+`with_sampling`, a bundle copied with other sampling settings."""
+
+import json
+import shutil
+from pathlib import Path
 
 TINY_TOKENIZER = dict(
     base_channels=8, max_channels=16, num_downsamples=2, blocks_per_stage=0, latent_dim=4
@@ -26,3 +31,12 @@ TINY_DYNAMICS = dict(
     context_length=6,
     num_sampling_steps=2,
 )
+
+
+def with_sampling(bundle: Path, folder: Path, **settings) -> Path:
+    """A copy of `bundle` in `folder` with sampling settings added to its config."""
+    shutil.copytree(bundle, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["sampling"].update(settings)
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder

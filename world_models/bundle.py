@@ -67,6 +67,17 @@ class Bundle:
     def action_space(self) -> gym.Space:
         return spec_to_space(self.config["action_space"])
 
+    @property
+    def sampling(self) -> dict[str, Any]:
+        """The bundle's sampling settings (e.g. num_steps, copy_threshold)."""
+        sampling = self.config.get("sampling", {})
+        if not isinstance(sampling, dict):
+            raise BundleError(
+                f"{self.path / 'config.json'}: sampling must be an object of settings, got "
+                f"{sampling!r}; {HOW_TO_FIX}"
+            )
+        return sampling
+
     def check_spaces(
         self, source: str, observation_space: gym.Space, action_space: gym.Space
     ) -> None:

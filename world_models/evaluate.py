@@ -46,9 +46,12 @@ def _imagine(
     context: int,
     num_steps: int,
     seed: int,
+    copy_threshold: float | None,
 ) -> Imagined:
-    """Open-loop rollout of the windows from `context` real frames, driven by `action`."""
-    model = WorldModel(bundle.models["tokenizer"], bundle.models["dynamics"], num_steps=num_steps)
+    """Open-loop rollout of the windows from `context` real frames, driven by `action`, with
+    static-pixel copy above `copy_threshold` (None: every frame decoded alone)."""
+    tokenizer, dynamics = bundle.models["tokenizer"], bundle.models["dynamics"]
+    model = WorldModel(tokenizer, dynamics, num_steps, copy_threshold)
     generator = torch.Generator(tensors["obs"].device).manual_seed(seed)
     return model.imagine(tensors["obs"], action, tensors["labeled"], context, generator)
 
@@ -132,8 +135,9 @@ def evaluate_world_model(
     true_cont = ~tensors["is_terminal"][:, context:]
     known = tensors["labeled"][:, context:].bool()  # unlabeled video has no rewards to score
     dreams = {}
+    copy = bundle.sampling.get("copy_threshold")
     for k in num_steps:
-        out = _imagine(bundle, tensors, tensors["action"], context, k, seed)
+        out = _imagine(bundle, tensors, tensors["action"], context, k, seed, copy)
         dreams[k] = out.frame
         results[f"dream_k{k}"] = frame_metrics(out.frame)
         if known.any():
@@ -144,11 +148,15 @@ def evaluate_world_model(
                 "continue_accuracy": ((out.cont > 0.5) == true_cont)[known].float().mean().item(),
             }
     results["reward_tolerance"] = tol
+    if copy is not None:  # the bundle's frames composited with the previous ones: also alone
+        alone = _imagine(bundle, tensors, tensors["action"], context, num_steps[0], seed, None)
+        results["decoded_alone"] = {"num_steps": num_steps[0]} | frame_metrics(alone.frame)
+        results["copy_threshold"] = copy
     # Does the model use its actions? Each window's context, driven on by another window's
     # recorded actions: a model that ignores its actions scores as well as with the right ones.
     if windows > 1:
         results["other_actions"] = _other_actions(
-            bundle, tensors, real, hold, context, num_steps[0], seed
+            bundle, tensors, real, hold, context, num_steps[0], seed, copy
         )
     results["_frames"] = {"real": real, "dream": dreams[num_steps[0]], "hold": hold}
     return results
@@ -162,13 +170,14 @@ def _other_actions(
     context: int,
     k: int,
     seed: int,
+    copy: float | None,
 ) -> dict[str, Any]:
     """PSNR per horizon (whole frame, and over changed pixels) of the dream driven by the next
     window's actions after the context."""
     other = torch.cat(
         (tensors["action"][:, :context], tensors["action"][:, context:].roll(1, 0)), 1
     )
-    frames = _imagine(bundle, tensors, other, context, k, seed).frame
+    frames = _imagine(bundle, tensors, other, context, k, seed, copy).frame
     return {
         "num_steps": k,
         "psnr": _horizon_means(psnr(frames, real)),
@@ -216,13 +225,17 @@ def _mean(values: list[float | None]) -> str:
 
 def summary_table(results: dict[str, Any], every: int = 4) -> str:
     """A Markdown table of PSNR per horizon (every `every`-th frame), the mean PSNR over changed
-    pixels, mean SSIM and perceptual distance (when measured), and head accuracies; last, the
-    dream driven by other windows' actions (PSNRs only)."""
+    pixels, mean SSIM and perceptual distance (when measured), and head accuracies; then, for a
+    bundle with static-pixel copy, the dream decoded without it; last, the dream driven by
+    other windows' actions (PSNRs only)."""
     cols = [h for h in results["horizon"] if h == 1 or h % every == 0]
     rows = [("hold last frame", results["hold_last_frame"])]
     rows += [
         (k.replace("dream_k", "dream K="), v) for k, v in results.items() if k.startswith("dream_k")
     ]
+    if "decoded_alone" in results:
+        alone = results["decoded_alone"]
+        rows.append((f"dream K={alone['num_steps']}, no static-pixel copy", alone))
     if "other_actions" in results:
         other = results["other_actions"]
         rows.append((f"dream K={other['num_steps']}, other windows' actions", other))

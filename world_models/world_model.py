@@ -8,6 +8,14 @@ rows (`replace_rows`). A tokenizer whose decoder reads earlier frames (the trans
 tokenizer) decodes each imagined frame in `step`, with its own KV cache in the state, and
 `decode` given that state returns the frame. `BaseWorldModel` is that interface; the
 masked video model has it too (`world_models.masked_video_world_model`).
+
+Static-pixel copy (`copy_threshold`, a sampling setting): each imagined frame keeps the
+previous frame's pixels wherever its decoded frame did not change by more than the threshold
+since the previous decoded frame (a 3x3 neighbourhood around each changed pixel counts as
+changed), starting from the last real context frame. What the dynamics leaves unchanged then
+stays exactly as the real frame showed it, instead of carrying the decoder's small errors: the
+compositing of a predicted frame with the previous one of Finn et al. 2016 (CDNA), with the
+mask taken from the decoded change rather than learned.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
@@ -47,13 +56,15 @@ def _check_compiler(device: torch.device) -> None:
 
 @dataclass
 class WorldModelState:
-    """Inference state of B rollouts of a `WorldModel`: the dynamics' KV cache and, for a
-    tokenizer that decodes in context, its decoder cache and each row's newest frame decoded
-    with it (B, H, W, C) in [0, 1]."""
+    """Inference state of B rollouts of a `WorldModel`: the dynamics' KV cache; for a
+    tokenizer that decodes in context, its decoder cache; each row's newest frame (B, H, W, C)
+    in [0, 1] where the model decodes in `step` (in context or with static-pixel copy), and
+    with static-pixel copy that frame as the decoder gave it (`decoded`)."""
 
     dynamics: DynamicsState
     decoder: DynamicsState | None = None
     frames: torch.Tensor | None = None
+    decoded: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -61,12 +72,36 @@ class WorldModelState:
 
     def replace_rows(self, rows: torch.Tensor, other: WorldModelState) -> WorldModelState:
         """A new state where batch rows `rows` come from `other` (e.g. envs that were reset)."""
-        dynamics = self.dynamics.replace_rows(rows, other.dynamics)
-        if self.decoder is None or other.decoder is None:
-            return WorldModelState(dynamics)
-        frames = self.frames.clone()
-        frames[torch.as_tensor(rows, device=frames.device).long()] = other.frames
-        return WorldModelState(dynamics, self.decoder.replace_rows(rows, other.decoder), frames)
+        decoder = None
+        if self.decoder is not None and other.decoder is not None:
+            decoder = self.decoder.replace_rows(rows, other.decoder)
+        return WorldModelState(
+            self.dynamics.replace_rows(rows, other.dynamics),
+            decoder,
+            _replace(self.frames, rows, other.frames),
+            _replace(self.decoded, rows, other.decoded),
+        )
+
+
+def _replace(
+    mine: torch.Tensor | None, rows: torch.Tensor, theirs: torch.Tensor | None
+) -> torch.Tensor | None:
+    """`mine` with rows `rows` taken from `theirs` (None when either is None)."""
+    if mine is None or theirs is None:
+        return None
+    out = mine.clone()
+    out[torch.as_tensor(rows, device=out.device).long()] = theirs
+    return out
+
+
+def copy_static_pixels(
+    decoded: torch.Tensor, previous_decoded: torch.Tensor, previous: torch.Tensor, threshold: float
+) -> torch.Tensor:
+    """Frames (B, H, W, C) in [0, 1]: `decoded` where it changed by more than `threshold` from
+    `previous_decoded` (in any channel, dilated by one pixel), `previous` elsewhere."""
+    change = (decoded - previous_decoded).abs().amax(-1)[:, None]  # (B, 1, H, W)
+    changed = F.max_pool2d((change > threshold).float(), 3, stride=1, padding=1)
+    return torch.where(changed[:, 0, ..., None] > 0, decoded, previous)
 
 
 class BaseWorldModel(nn.Module):
@@ -142,15 +177,28 @@ class BaseWorldModel(nn.Module):
 
 
 class WorldModel(BaseWorldModel):
-    """Tokenizer + dynamics, used for inference only; latents are the tokenizer's (N, D)."""
+    """Tokenizer + dynamics, used for inference only; latents are the tokenizer's (N, D).
+    `copy_threshold`: static-pixel copy (see the module's docstring) above this change in
+    [0, 1] pixel units; None decodes every frame alone."""
 
     def __init__(
-        self, tokenizer: Tokenizer, dynamics: nn.Module, num_steps: int | None = None
+        self,
+        tokenizer: Tokenizer,
+        dynamics: nn.Module,
+        num_steps: int | None = None,
+        copy_threshold: float | None = None,
     ) -> None:
         super().__init__()
+        number = isinstance(copy_threshold, int | float) and not isinstance(copy_threshold, bool)
+        if copy_threshold is not None and not (number and 0 < copy_threshold < 1):
+            raise ValueError(
+                f"copy_threshold is a change in [0, 1] pixel units, strictly between 0 and 1 "
+                f"(or None for no static-pixel copy), got {copy_threshold!r}"
+            )
         self.tokenizer = tokenizer
         self.dynamics = dynamics
         self.num_steps = num_steps or dynamics.config.num_sampling_steps
+        self.copy_threshold = copy_threshold
         shape = (tokenizer.num_latents, tokenizer.latent_dim)
         self.latent_space = spaces.Box(-1.0, 1.0, shape, np.float32)
 
@@ -187,6 +235,9 @@ class WorldModel(BaseWorldModel):
         if self.tokenizer.decodes_in_context:
             frames, state.decoder = self.tokenizer.decode_start(latents)
             state.frames = frames[:, -1].float().clamp(0, 1)
+        if self.copy_threshold is not None:
+            state.decoded = self.decode(latents[:, -1], state)
+            state.frames = obs[:, -1].float() / 255  # the real frame the dream starts from
         return state, latents
 
     @torch.no_grad()
@@ -207,13 +258,19 @@ class WorldModel(BaseWorldModel):
         if state.decoder is not None:
             frames, new_state.decoder = self.tokenizer.decode_next(latents, state.decoder)
             new_state.frames = frames.float().clamp(0, 1)
+        if self.copy_threshold is not None:
+            new_state.decoded = self.decode(latents, new_state)
+            new_state.frames = copy_static_pixels(
+                new_state.decoded, state.decoded, state.frames, self.copy_threshold
+            )
         return new_state, latents, reward, cont
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor, state: WorldModelState | None = None) -> torch.Tensor:
         """Latents (B, N, D) -> frames (B, H, W, C) float in [0, 1]. With the `state` returned
-        beside them, a tokenizer that decodes in context gives the frame it decoded there from
-        the rollout's earlier frames; otherwise each frame is decoded alone."""
+        beside them, the frame made in `start` or `step`: decoded in context from the rollout's
+        earlier frames, and with static-pixel copy composited with the previous frame;
+        otherwise each frame is decoded alone."""
         if state is not None and state.frames is not None:
             if state.frames.shape[0] != latents.shape[0]:
                 raise ValueError(

@@ -1,7 +1,8 @@
 """Compare world-model bundles on the same held-out windows, paired window by window.
 
 Each bundle (optionally with dynamics settings changed for sampling, e.g. `guidance=1` or
-`tau_ctx=0.8`) is scored by `world_models.evaluate.evaluate_world_model` on the same windows
+`tau_ctx=0.8`, or its static-pixel copy set, `copy_threshold=0.1`, or removed,
+`copy_threshold=null`) is scored by `world_models.evaluate.evaluate_world_model` on the same windows
 for every seed; the first bundle is the reference. Per bundle it prints the mean PSNR over the
 horizon (whole frames, and over the pixels that changed since the last context frame), over
 its last 4 frames (where errors have piled up), the changed-pixel drop when driven by other
@@ -38,15 +39,24 @@ def parse_spec(spec: str) -> tuple[Path, dict[str, Any]]:
     return Path(path), overrides
 
 
+SAMPLING_KEYS = ("copy_threshold",)  # bundle sampling settings; other keys: dynamics config
+
+
 def with_overrides(bundle: Path, overrides: dict[str, Any], folder: Path) -> Path:
-    """A bundle in `folder` linking `bundle`'s files, its dynamics config changed by
-    `overrides` (checked by loading it)."""
+    """A bundle in `folder` linking `bundle`'s files, its dynamics config (or for
+    SAMPLING_KEYS its sampling settings; null removes one) changed by `overrides` (checked by
+    loading it)."""
     from world_models.dynamics import DynamicsConfig
 
     config = json.loads((bundle / "config.json").read_text())
     dynamics = config["models"]["dynamics"]["config"]
+    sampling = {k: v for k, v in overrides.items() if k in SAMPLING_KEYS}
+    overrides = {k: v for k, v in overrides.items() if k not in SAMPLING_KEYS}
     DynamicsConfig.from_dict({**dynamics, **overrides})
     dynamics.update(overrides)
+    config["sampling"] = {
+        k: v for k, v in {**config.get("sampling", {}), **sampling}.items() if v is not None
+    }
     folder.mkdir(parents=True)
     for file in bundle.iterdir():
         if file.is_file() and file.name != "config.json":

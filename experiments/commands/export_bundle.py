@@ -43,6 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         help="shortcut steps K per frame (default: the dynamics model's num_sampling_steps)",
     )
+    parser.add_argument(
+        "--copy-threshold",
+        type=float,
+        help="static-pixel copy: imagined frames keep the previous frame's pixels where the "
+        "decoded frame changed by at most this much (pixels in [0, 1]; e.g. 0.1 for MiniGrid; "
+        "default: off)",
+    )
 
 
 def _replaceable(out: Path) -> bool:
@@ -92,7 +99,10 @@ def run(args: argparse.Namespace) -> int:
         contexts=start_contexts(
             view, args.contexts, args.context_length, anywhere=args.contexts_from == "anywhere"
         ),
-        sampling={"num_steps": args.num_steps or dynamics.config.num_sampling_steps},
+        sampling={
+            "num_steps": args.num_steps or dynamics.config.num_sampling_steps,
+            **({} if args.copy_threshold is None else {"copy_threshold": args.copy_threshold}),
+        },
         horizon=args.horizon,
     )
     try:
