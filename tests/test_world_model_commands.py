@@ -19,7 +19,7 @@ from data_collection.sequence_view import SequenceView
 from experiments.cli import main
 from world_models.bundle import load_bundle, start_contexts
 from world_models.checkpoint import CheckpointError
-from world_models.evaluate import evaluate_world_model, summary_table
+from world_models.evaluate import evaluate_world_model, summary_table, write_report
 from world_models.runs import load_trained
 
 TINY_TOKENIZER = [
@@ -198,6 +198,7 @@ def test_eval_and_export_from_a_run_folder(trained):
     assert copied["dream_k1"]["psnr"] == copied["hold_last_frame"]["psnr"]
     assert copied["decoded_alone"]["psnr"] == metrics["dream_k1"]["psnr"]
     assert "dream K=1, no static-pixel copy" in summary_table(copied)
+    assert (write_report(copied, root / "still-eval") / "psnr.png").is_file()
     run_cli(
         "export-bundle",
         "--tokenizer",

@@ -206,6 +206,10 @@ def write_report(results: dict[str, Any], out_dir: str | os.PathLike) -> Path:
         )
         for key in (k for k in results if k.startswith("dream_k")):
             ax.plot(results["horizon"], results[key][metric], label=key.replace("_", " K="))
+        if "decoded_alone" in results:
+            alone = results["decoded_alone"]
+            label = f"dream K={alone['num_steps']}, no copy"
+            ax.plot(results["horizon"], alone[metric], ":", label=label)
         ax.set_xlabel("horizon (frames)")
         ax.set_ylabel(metric.upper() if metric != "perceptual" else "perceptual distance")
         ax.legend()
