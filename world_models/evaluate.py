@@ -205,7 +205,9 @@ def write_report(results: dict[str, Any], out_dir: str | os.PathLike) -> Path:
             results["horizon"], results["hold_last_frame"][metric], "k--", label="hold last frame"
         )
         for key in (k for k in results if k.startswith("dream_k")):
-            ax.plot(results["horizon"], results[key][metric], label=key.replace("_", " K="))
+            ax.plot(
+                results["horizon"], results[key][metric], label=key.replace("dream_k", "dream K=")
+            )
         if "decoded_alone" in results:
             alone = results["decoded_alone"]
             label = f"dream K={alone['num_steps']}, no copy"
