@@ -185,8 +185,8 @@ def dream_world_model(bundle: Bundle, num_steps: int | None = None) -> BaseWorld
         raise ValueError(
             f"num_steps must be a power of two between 1 and k_max={k_max}, got {steps}"
         )
+    copy_threshold = sampling.get("copy_threshold")
     try:
-        copy_threshold = sampling.get("copy_threshold")
         return WorldModel(
             bundle.models["tokenizer"], bundle.models["dynamics"], steps, copy_threshold
         )

@@ -16,14 +16,12 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from safetensors.torch import load_file, save_file
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
-from tiny_models import TINY_DYNAMICS, TINY_TOKENIZER, TINY_TRANSFORMER_TOKENIZER, with_sampling
+from tiny_models import LANE_ACTIONS, TINY_DYNAMICS, TINY_TOKENIZER, with_sampling
 
 from envs.dream import DreamEnv
 from envs.dream_vector import DreamSB3VecEnv, DreamVectorEnv
 from world_models.bundle import BundleError
 from world_models.random_bundle import random_bundle
-
-LANE_ACTIONS = spaces.MultiDiscrete([21, 21, 2, 2, 2, 2, 2])
 
 
 @pytest.fixture(autouse=True)
@@ -37,32 +35,6 @@ def _one_thread():
 def tiny_bundle(path: Path, obs_space: spaces.Box, action_space: gym.Space, **kw) -> Path:
     return random_bundle(
         path, obs_space, action_space, TINY_TOKENIZER, TINY_DYNAMICS, contexts=5, **kw
-    )
-
-
-@pytest.fixture(scope="module")
-def lane_bundle(tmp_path_factory) -> Path:
-    """LaneSim's action space, 16x16 RGB frames, horizon 8."""
-    root = tmp_path_factory.mktemp("dream")
-    return tiny_bundle(
-        root / "lane", spaces.Box(0, 255, (16, 16, 3), np.uint8), LANE_ACTIONS, horizon=8
-    )
-
-
-@pytest.fixture(scope="module")
-def transformer_bundle(tmp_path_factory) -> Path:
-    """As `lane_bundle`, with a transformer tokenizer, whose decoder reads earlier frames."""
-    root = tmp_path_factory.mktemp("dream")
-    obs_space = spaces.Box(0, 255, (16, 16, 3), np.uint8)
-    return random_bundle(
-        root / "lane-transformer",
-        obs_space,
-        LANE_ACTIONS,
-        TINY_TRANSFORMER_TOKENIZER,
-        TINY_DYNAMICS,
-        contexts=5,
-        horizon=8,
-        tokenizer_kind="transformer",
     )
 
 

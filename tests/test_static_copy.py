@@ -7,39 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from gymnasium import spaces
-from tiny_models import TINY_DYNAMICS, TINY_TOKENIZER, TINY_TRANSFORMER_TOKENIZER, with_sampling
+from tiny_models import LANE_ACTIONS, with_sampling
 
 from envs.dream import DreamEnv
 from envs.dream_vector import DreamVectorEnv
-from world_models.random_bundle import random_bundle
 from world_models.world_model import copy_static_pixels
-
-LANE_ACTIONS = spaces.MultiDiscrete([21, 21, 2, 2, 2, 2, 2])
-FRAMES = spaces.Box(0, 255, (16, 16, 3), np.uint8)
-
-
-@pytest.fixture(scope="module")
-def lane_bundle(tmp_path_factory):
-    """LaneSim's actions, 16x16 RGB frames, random weights."""
-    path = tmp_path_factory.mktemp("copy") / "lane"
-    return random_bundle(path, FRAMES, LANE_ACTIONS, TINY_TOKENIZER, TINY_DYNAMICS, contexts=5)
-
-
-@pytest.fixture(scope="module")
-def transformer_bundle(tmp_path_factory):
-    """As `lane_bundle`, with a transformer tokenizer (it decodes in context)."""
-    path = tmp_path_factory.mktemp("copy") / "lane-transformer"
-    tokenizer = TINY_TRANSFORMER_TOKENIZER
-    return random_bundle(
-        path,
-        FRAMES,
-        LANE_ACTIONS,
-        tokenizer,
-        TINY_DYNAMICS,
-        contexts=5,
-        tokenizer_kind="transformer",
-    )
 
 
 def test_unchanged_pixels_keep_the_previous_frame() -> None:

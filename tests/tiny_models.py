@@ -1,10 +1,14 @@
 """Model settings small enough for tests: a CNN tokenizer, a transformer tokenizer and a dynamics
-model of a few thousand parameters, for `world_models.random_bundle.random_bundle`; and
-`with_sampling`, a bundle copied with other sampling settings."""
+model of a few thousand parameters, for `world_models.random_bundle.random_bundle`; LaneSim's
+action space; and `with_sampling`, a bundle copied with other sampling settings."""
 
 import json
 import shutil
 from pathlib import Path
+
+from gymnasium import spaces
+
+LANE_ACTIONS = spaces.MultiDiscrete([21, 21, 2, 2, 2, 2, 2])
 
 TINY_TOKENIZER = dict(
     base_channels=8, max_channels=16, num_downsamples=2, blocks_per_stage=0, latent_dim=4

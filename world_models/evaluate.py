@@ -140,6 +140,9 @@ def evaluate_world_model(
         out = _imagine(bundle, tensors, tensors["action"], context, k, seed, copy)
         dreams[k] = out.frame
         results[f"dream_k{k}"] = frame_metrics(out.frame)
+        if out.decoded is not None and k == num_steps[0]:  # copied: also score it decoded alone
+            results["decoded_alone"] = {"num_steps": k} | frame_metrics(out.decoded)
+            results["copy_threshold"] = copy
         if known.any():
             error = (out.reward - true_reward).abs()[known]
             results[f"dream_k{k}"] |= {
@@ -148,10 +151,6 @@ def evaluate_world_model(
                 "continue_accuracy": ((out.cont > 0.5) == true_cont)[known].float().mean().item(),
             }
     results["reward_tolerance"] = tol
-    if copy is not None:  # the bundle's frames composited with the previous ones: also alone
-        alone = _imagine(bundle, tensors, tensors["action"], context, num_steps[0], seed, None)
-        results["decoded_alone"] = {"num_steps": num_steps[0]} | frame_metrics(alone.frame)
-        results["copy_threshold"] = copy
     # Does the model use its actions? Each window's context, driven on by another window's
     # recorded actions: a model that ignores its actions scores as well as with the right ones.
     if windows > 1:

@@ -38,11 +38,13 @@ Generators = torch.Generator | list[torch.Generator] | None  # one, or one per r
 
 @dataclass
 class Imagined:
-    """An imagined rollout: frames (B, T, H, W, C) in [0, 1], reward (B, T), continue (B, T)."""
+    """An imagined rollout: frames (B, T, H, W, C) in [0, 1], reward (B, T), continue (B, T);
+    with static-pixel copy also the frames as the decoder gave them (`decoded`)."""
 
     frame: torch.Tensor
     reward: torch.Tensor
     cont: torch.Tensor
+    decoded: torch.Tensor | None = None
 
 
 def _check_compiler(device: torch.device) -> None:
@@ -167,13 +169,16 @@ class BaseWorldModel(nn.Module):
         state, _ = self.start(
             obs[:, :context], action[:, :context], labeled[:, :context], generator
         )
-        frames, rewards, conts = [], [], []
+        frames, rewards, conts, decoded = [], [], [], []
         for t in range(context, obs.shape[1]):
             state, latents, reward, cont = self.step(state, action[:, t], generator, labeled[:, t])
             frames.append(self.decode(latents, state))
             rewards.append(reward)
             conts.append(cont)
-        return Imagined(torch.stack(frames, 1), torch.stack(rewards, 1), torch.stack(conts, 1))
+            if getattr(state, "decoded", None) is not None:  # a WorldModel that copies
+                decoded.append(state.decoded)
+        stack = (torch.stack(x, 1) for x in (frames, rewards, conts))
+        return Imagined(*stack, torch.stack(decoded, 1) if decoded else None)
 
 
 class WorldModel(BaseWorldModel):
