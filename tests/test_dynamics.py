@@ -85,7 +85,8 @@ def test_config_json_and_errors() -> None:
         tiny_config(k_max=12)
     with pytest.raises(ValueError, match="time_attention_every"):
         tiny_config(time_attention_every=3)
-    for field, value in [("num_heads", 0), ("num_kv_heads", 0), ("dim", -8), ("depth", 2.5)]:
+    bad_counts = [("num_heads", 0), ("num_kv_heads", 0), ("dim", -8), ("depth", 2.5)]
+    for field, value in bad_counts + [("sample_mean", 0)]:
         with pytest.raises(ValueError, match=f"{field} must be a whole number >= 1"):
             tiny_config(**{field: value})
     for field, value in [("attn_soft_cap", 0), ("attn_soft_cap", "x"), ("num_registers", -1)]:
@@ -316,6 +317,31 @@ def test_per_row_generators_match_single_rollouts() -> None:
         assert torch.allclose(reward[row], reward_row[0], atol=1e-5)
     with pytest.raises(ValueError, match="3 generators for a batch of 2"):
         model.step(state, action[:, 0], generator=gens + gens[:1])
+
+
+@pytest.mark.parametrize("guidance", [0.0, 1.0])
+def test_sample_mean_averages_samples_that_read_their_rows_past(guidance: float) -> None:
+    """sample_mean = M: a row's frame is the mean of the M samples its past repeated M times
+    gives (drawn from that row's generator); the cache gets one write per row."""
+    one, mean = (make_model(guidance=guidance, sample_mean=m) for m in (1, 3))
+    latents, action, labeled, *_ = batch(b=2, t=3)
+    state = one.start(latents, action, labeled)
+    repeated = state.repeated(3)
+    assert torch.equal(
+        repeated.kv[0][0].unflatten(0, (6, -1))[4], state.kv[0][0].unflatten(0, (2, -1))[1]
+    )
+    gens = [torch.Generator().manual_seed(s) for s in (7, 8)]
+    each = [g for g in gens for _ in range(3)]
+    samples, *_ = one.step(repeated, action[:, 0].repeat_interleave(3), generator=each)
+    assert not torch.allclose(samples[0], samples[1], atol=1e-3)  # the M samples differ
+    gens = [torch.Generator().manual_seed(s) for s in (7, 8)]
+    x, _, _, after = mean.step(state, action[:, 0], generator=gens)
+    samples = samples.view(2, 3, N, D)
+    inside = (samples.abs() < 1).all(1)  # no sample clamped there
+    assert inside.float().mean() > 0.5
+    assert torch.allclose(x[inside], samples.mean(1)[inside], atol=1e-6)
+    written = one.step(state, action[:, 0])[3]
+    assert [k.shape for k, _ in after.kv] == [k.shape for k, _ in written.kv]
 
 
 def test_replace_rows(monkeypatch: pytest.MonkeyPatch) -> None:

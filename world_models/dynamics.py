@@ -96,6 +96,10 @@ class DynamicsConfig:
     # frames keep theirs). 0 (off) is the paper. Train with action_dropout so the no-action
     # prediction is learned mid-episode; otherwise only episodes' first frames teach it.
     guidance: float = 0.0
+    # Average the clean latents of this many samples of each frame, drawn in parallel from
+    # the same past: an estimate of the posterior mean, which scores higher PSNR and is
+    # blurrier where the future is uncertain. 1 (one sample) is the paper.
+    sample_mean: int = 1
     reward_bins: int = 255
     reward_low: float = -20.0  # bin range in symlog space
     reward_high: float = 20.0
@@ -139,7 +143,7 @@ class DynamicsConfig:
         """What is wrong with the whole-number fields (sizes, counts) and the soft cap."""
         counts = ("num_latents", "latent_dim", "dim", "depth", "num_heads", "num_kv_heads")
         counts += ("num_agent_tokens", "k_max", "num_sampling_steps", "context_length")
-        counts += ("time_attention_every",)
+        counts += ("time_attention_every", "sample_mean")
         problems = [
             f"{name} must be a whole number >= 1, got {getattr(self, name)!r}"
             for name in counts
@@ -369,59 +373,59 @@ class Dynamics(nn.Module):
         embedding. Returns latents (B, N, D), reward (B,), continue probability (B,), new state.
         """
         cfg = self.config
-        b = state.batch_size
+        b, m = state.batch_size, cfg.sample_mean
         dev = state.valid.device
         action_emb = self._embed_actions(action, labeled, (b,)).unsqueeze(1)  # (B, 1, dim)
-        positions = state.position[:, None]
-        time_mask = state.attend_mask()
-        if time_mask is not None:
-            time_mask = time_mask[:, None, :]  # (B, 1, L + 1)
-
-        net = self._frame_net()
-
-        def run(z: torch.Tensor, tau: torch.Tensor, d: torch.Tensor, write: bool = False):
-            z, tau, d = z[:, None], tau[:, None], d[:, None]
-            return net(z, tau, d, action_emb, positions, time_mask, state.kv, write)
-
-        def denoise(z: torch.Tensor, tau: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-            return run(z, tau, d)[0][:, 0]
-
-        if cfg.guidance > 0:
-            denoise = self._guided_denoise(state, action, positions, time_mask, action_emb)
-        shape = (b, cfg.num_latents, cfg.latent_dim)
+        # The M samples of a row read its past in M adjacent rows (and draw from its generator).
+        denoise = self._denoiser(state.repeated(m), action_emb.repeat_interleave(m, 0))
+        sample_generator = generator
+        if m > 1 and generator is not None and not isinstance(generator, torch.Generator):
+            sample_generator = [g for g in generator for _ in range(m)]
+        shape = (b * m, cfg.num_latents, cfg.latent_dim)
         k = num_steps or cfg.num_sampling_steps
-        latents = sample(denoise, shape, k, cfg.k_max, generator, cfg.sampler, dev).clamp(-1, 1)
+        latents = sample(denoise, shape, k, cfg.k_max, sample_generator, cfg.sampler, dev)
+        latents = latents.view(b, m, *shape[1:]).mean(1).clamp(-1, 1)  # (B, N, D)
         tau_ctx = torch.full((b,), cfg.tau_ctx, device=dev)
-        noise = randn(shape, generator, dev, latents.dtype)
+        noise = randn(latents.shape, generator, dev, latents.dtype)
         d_min = torch.full_like(tau_ctx, 1 / cfg.k_max)
-        _, agent, kv = run(add_noise(latents, tau_ctx, noise), tau_ctx, d_min, write=True)
+        z = add_noise(latents, tau_ctx, noise)[:, None]
+        _, agent, kv = self._frame_net()(
+            z, tau_ctx[:, None], d_min[:, None], action_emb, *self._past(state), return_kv=True
+        )
         agent = agent[:, 0]
         reward = self.reward_head.predict(self.reward_head(agent)).float()
         cont = torch.sigmoid(self.continue_head(agent).float())
         return latents.float(), reward, cont, state.advance(kv, cfg.context_length)
 
-    def _guided_denoise(
-        self,
-        state: DynamicsState,
-        action: torch.Tensor,
-        positions: torch.Tensor,
-        time_mask: torch.Tensor | None,
-        action_emb: torch.Tensor,
-    ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
-        """A denoiser with classifier-free guidance on the new frame's action: the conditional
-        and the unconditional (no-action) predictions in one pass over a doubled batch."""
-        w = self.config.guidance
-        b = state.batch_size
-        hidden = torch.zeros(b, dtype=torch.bool, device=state.valid.device)
-        emb = torch.cat((action_emb, self.net.action(action, hidden).unsqueeze(1)))
-        kv = [(torch.cat((k, k)), torch.cat((v, v))) for k, v in state.kv]
-        mask = None if time_mask is None else torch.cat((time_mask, time_mask))
-        pos = torch.cat((positions, positions))
-        net = self._frame_net()
+    @staticmethod
+    def _past(state: DynamicsState) -> tuple[torch.Tensor, torch.Tensor | None, list]:
+        """What a new frame's pass reads of `state`: positions (B, 1), the time mask
+        (B, 1, L + 1) or None, and the KV cache."""
+        mask = state.attend_mask()
+        return state.position[:, None], None if mask is None else mask[:, None, :], state.kv
 
-        def guided(z: torch.Tensor, tau: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-            z2, tau2, d2 = (torch.cat((x, x))[:, None] for x in (z, tau, d))
-            cond, uncond = net(z2, tau2, d2, emb, pos, mask, kv)[0][:, 0].chunk(2)
+    def _denoiser(
+        self, state: DynamicsState, action_emb: torch.Tensor
+    ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+        """denoise(z, tau, d) -> x_hat (B, N, D) of one new frame per row of `state`, with
+        action_emb (B, 1, dim). With guidance w: x_cond + w (x_cond - x_uncond), x_uncond with
+        the new frame's action hidden (the no-action embedding), both in one doubled pass."""
+        net, w = self._frame_net(), self.config.guidance
+        positions, mask, kv = self._past(state)
+        if w > 0:
+            no_action = self.net.action.no_action.to(action_emb.dtype).expand_as(action_emb)
+            action_emb = torch.cat((action_emb, no_action))
+            kv = [(torch.cat((k, k)), torch.cat((v, v))) for k, v in kv]
+            mask = None if mask is None else torch.cat((mask, mask))
+            positions = torch.cat((positions, positions))
+
+        def denoise(z: torch.Tensor, tau: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+            if w > 0:
+                z, tau, d = (torch.cat((x, x)) for x in (z, tau, d))
+            x_hat = net(z[:, None], tau[:, None], d[:, None], action_emb, positions, mask, kv)[0]
+            if w == 0:
+                return x_hat[:, 0]
+            cond, uncond = x_hat[:, 0].chunk(2)
             return cond + w * (cond - uncond)
 
-        return guided
+        return denoise

@@ -45,6 +45,19 @@ class DynamicsState:
         valid = torch.cat((self.valid, ones), 1)[:, drop:]
         return DynamicsState(kv, valid, self.position + 1)
 
+    def repeated(self, m: int) -> DynamicsState:
+        """The state with each row repeated m times in adjacent rows (itself when m = 1)."""
+        if m == 1:
+            return self
+        b = self.batch_size
+        kv = [
+            tuple(x.unflatten(0, (b, -1)).repeat_interleave(m, 0).flatten(0, 1) for x in layer)
+            for layer in self.kv
+        ]
+        return DynamicsState(
+            kv, self.valid.repeat_interleave(m, 0), self.position.repeat_interleave(m, 0)
+        )
+
     def _padded(self, length: int) -> DynamicsState:
         pad = length - self.valid.shape[1]
         if pad == 0:
