@@ -149,7 +149,7 @@ def test_masked_video_on_a_dataset_serves_the_real_spaces(trained):
     assert real.observation_space.contains(obs) and reward == 0.0 and not terminated
 
 
-def test_eval_and_export_from_a_run_folder(trained):
+def test_eval_and_export_from_a_run_folder(trained, capsys):
     root, data, tok, dyn = trained
     out = root / "eval"
     run_cli(
@@ -172,6 +172,8 @@ def test_eval_and_export_from_a_run_folder(trained):
         "--out",
         out,
     )
+    progress = capsys.readouterr().err  # 2 frames for each of K = 1, K = 4, other actions
+    assert "imagined frames: 100%" in progress and "6/6" in progress
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(metrics["dream_k4"]["psnr"]) == len(metrics["hold_last_frame"]["psnr"]) == 2
     assert metrics["perceptual_backend"] == "stlpips"

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from data_collection.sequence_view import SequenceView, split_episodes
 from world_models.atomic import save_figure
@@ -47,13 +48,15 @@ def _imagine(
     num_steps: int,
     seed: int,
     copy_threshold: float | None,
+    bar: tqdm,
 ) -> Imagined:
     """Open-loop rollout of the windows from `context` real frames, driven by `action`, with
-    static-pixel copy above `copy_threshold` (None: every frame decoded alone)."""
+    static-pixel copy above `copy_threshold` (None: every frame decoded alone); `bar` counts
+    the imagined frames."""
     tokenizer, dynamics = bundle.models["tokenizer"], bundle.models["dynamics"]
     model = WorldModel(tokenizer, dynamics, num_steps, copy_threshold)
     generator = torch.Generator(tensors["obs"].device).manual_seed(seed)
-    return model.imagine(tensors["obs"], action, tensors["labeled"], context, generator)
+    return model.imagine(tensors["obs"], action, tensors["labeled"], context, generator, bar.update)
 
 
 def reward_tolerance(rewards: np.ndarray) -> float:
@@ -82,9 +85,11 @@ def evaluate_world_model(
     device: str = "cpu",
     seed: int = 0,
     perceptual_backend: str = "stlpips",
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Per-horizon PSNR/SSIM/perceptual distance of dream vs hold-last-frame, and head
     accuracies, as a dict. perceptual_backend: "stlpips" (offline), "lpips" or "none" (skip).
+    progress: a bar of the imagined frames.
     holdout: the share of episodes held out (None: the one the bundle's dynamics trained with
     when it trained on `dataset_id`, else 0.1)."""
     for name, value in (("context", context), ("horizon", horizon), ("windows", windows)):
@@ -136,8 +141,10 @@ def evaluate_world_model(
     known = tensors["labeled"][:, context:].bool()  # unlabeled video has no rewards to score
     dreams = {}
     copy = bundle.sampling.get("copy_threshold")
+    rollouts = len(num_steps) + (windows > 1)  # and one driven by other windows' actions
+    bar = tqdm(total=rollouts * horizon, desc="imagined frames", unit="frame", disable=not progress)
     for k in num_steps:
-        out = _imagine(bundle, tensors, tensors["action"], context, k, seed, copy)
+        out = _imagine(bundle, tensors, tensors["action"], context, k, seed, copy, bar)
         dreams[k] = out.frame
         results[f"dream_k{k}"] = frame_metrics(out.frame)
         if out.decoded is not None and k == num_steps[0]:  # copied: also score it decoded alone
@@ -155,8 +162,9 @@ def evaluate_world_model(
     # recorded actions: a model that ignores its actions scores as well as with the right ones.
     if windows > 1:
         results["other_actions"] = _other_actions(
-            bundle, tensors, real, hold, context, num_steps[0], seed, copy
+            bundle, tensors, real, hold, context, num_steps[0], seed, copy, bar
         )
+    bar.close()
     results["_frames"] = {"real": real, "dream": dreams[num_steps[0]], "hold": hold}
     return results
 
@@ -170,13 +178,14 @@ def _other_actions(
     k: int,
     seed: int,
     copy: float | None,
+    bar: tqdm,
 ) -> dict[str, Any]:
     """PSNR per horizon (whole frame, and over changed pixels) of the dream driven by the next
     window's actions after the context."""
     other = torch.cat(
         (tensors["action"][:, :context], tensors["action"][:, context:].roll(1, 0)), 1
     )
-    frames = _imagine(bundle, tensors, other, context, k, seed, copy).frame
+    frames = _imagine(bundle, tensors, other, context, k, seed, copy, bar).frame
     return {
         "num_steps": k,
         "psnr": _horizon_means(psnr(frames, real)),

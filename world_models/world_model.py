@@ -21,6 +21,7 @@ mask taken from the decoded change rather than learned.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,10 +163,12 @@ class BaseWorldModel(nn.Module):
         labeled: torch.Tensor,
         context: int,
         generator: Generators = None,
+        on_frame: Callable[[], object] | None = None,
     ) -> Imagined:
         """Open-loop rollout: the first `context` steps of a real window are given, the rest are
         imagined from its actions (the no-action embedding where `labeled` is False). Returns
-        (B, T - context, ...) frames, rewards, continues."""
+        (B, T - context, ...) frames, rewards, continues. `on_frame` is called after each
+        imagined frame (e.g. a progress bar's update)."""
         state, _ = self.start(
             obs[:, :context], action[:, :context], labeled[:, :context], generator
         )
@@ -177,6 +180,8 @@ class BaseWorldModel(nn.Module):
             conts.append(cont)
             if getattr(state, "decoded", None) is not None:  # a WorldModel that copies
                 decoded.append(state.decoded)
+            if on_frame is not None:
+                on_frame()
         stack = (torch.stack(x, 1) for x in (frames, rewards, conts))
         return Imagined(*stack, torch.stack(decoded, 1) if decoded else None)
 

@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         num_steps=tuple(args.num_steps),
         device=args.device,
         perceptual_backend=args.perceptual,
+        progress=True,
     )
     out = write_report(results, args.out or new_run_dir("runs", "eval-world-model"))
     print(summary_table(results))
