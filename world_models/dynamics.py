@@ -373,18 +373,12 @@ class Dynamics(nn.Module):
         embedding. Returns latents (B, N, D), reward (B,), continue probability (B,), new state.
         """
         cfg = self.config
-        b, m = state.batch_size, cfg.sample_mean
+        b = state.batch_size
         dev = state.valid.device
         action_emb = self._embed_actions(action, labeled, (b,)).unsqueeze(1)  # (B, 1, dim)
-        # The M samples of a row read its past in M adjacent rows (and draw from its generator).
-        denoise = self._denoiser(state.repeated(m), action_emb.repeat_interleave(m, 0))
-        sample_generator = generator
-        if m > 1 and generator is not None and not isinstance(generator, torch.Generator):
-            sample_generator = [g for g in generator for _ in range(m)]
-        shape = (b * m, cfg.num_latents, cfg.latent_dim)
-        k = num_steps or cfg.num_sampling_steps
-        latents = sample(denoise, shape, k, cfg.k_max, sample_generator, cfg.sampler, dev)
-        latents = latents.view(b, m, *shape[1:]).mean(1).clamp(-1, 1)  # (B, N, D)
+        latents = self._sample_frame(
+            state, action_emb, num_steps or cfg.num_sampling_steps, generator
+        )
         tau_ctx = torch.full((b,), cfg.tau_ctx, device=dev)
         noise = randn(latents.shape, generator, dev, latents.dtype)
         d_min = torch.full_like(tau_ctx, 1 / cfg.k_max)
@@ -396,6 +390,25 @@ class Dynamics(nn.Module):
         reward = self.reward_head.predict(self.reward_head(agent)).float()
         cont = torch.sigmoid(self.continue_head(agent).float())
         return latents.float(), reward, cont, state.advance(kv, cfg.context_length)
+
+    def _sample_frame(
+        self, state: DynamicsState, action_emb: torch.Tensor, k: int, generator: Generators
+    ) -> torch.Tensor:
+        """Clean latents (B, N, D) of one new frame per row in K shortcut steps: one sample,
+        or with sample_mean M the mean of M samples, each in a copy of the row that reads its
+        past and draws from its generator."""
+        cfg = self.config
+        m = cfg.sample_mean
+        if m > 1:
+            state, action_emb = state.repeated(m), action_emb.repeat_interleave(m, 0)
+            if generator is not None and not isinstance(generator, torch.Generator):
+                generator = [g for g in generator for _ in range(m)]
+        shape = (state.batch_size, cfg.num_latents, cfg.latent_dim)
+        denoise = self._denoiser(state, action_emb)
+        latents = sample(denoise, shape, k, cfg.k_max, generator, cfg.sampler, state.valid.device)
+        if m > 1:
+            latents = latents.unflatten(0, (-1, m)).mean(1)
+        return latents.clamp(-1, 1)
 
     @staticmethod
     def _past(state: DynamicsState) -> tuple[torch.Tensor, torch.Tensor | None, list]:
@@ -412,20 +425,22 @@ class Dynamics(nn.Module):
         the new frame's action hidden (the no-action embedding), both in one doubled pass."""
         net, w = self._frame_net(), self.config.guidance
         positions, mask, kv = self._past(state)
-        if w > 0:
+        if w > 0:  # B more rows, the same frames without their action
             no_action = self.net.action.no_action.to(action_emb.dtype).expand_as(action_emb)
             action_emb = torch.cat((action_emb, no_action))
             kv = [(torch.cat((k, k)), torch.cat((v, v))) for k, v in kv]
             mask = None if mask is None else torch.cat((mask, mask))
             positions = torch.cat((positions, positions))
 
-        def denoise(z: torch.Tensor, tau: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-            if w > 0:
-                z, tau, d = (torch.cat((x, x)) for x in (z, tau, d))
-            x_hat = net(z[:, None], tau[:, None], d[:, None], action_emb, positions, mask, kv)[0]
-            if w == 0:
-                return x_hat[:, 0]
-            cond, uncond = x_hat[:, 0].chunk(2)
+        def predict(z: torch.Tensor, tau: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+            out = net(z[:, None], tau[:, None], d[:, None], action_emb, positions, mask, kv)[0]
+            return out[:, 0]
+
+        if w == 0:
+            return predict
+
+        def guided(z: torch.Tensor, tau: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+            cond, uncond = predict(*(torch.cat((x, x)) for x in (z, tau, d))).chunk(2)
             return cond + w * (cond - uncond)
 
-        return denoise
+        return guided
