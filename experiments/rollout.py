@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import gymnasium as gym
@@ -24,8 +25,15 @@ class Episode:
         return float(np.sum(self.rewards))
 
 
-def run_episode(env: gym.Env, policy: Policy, seed: int, max_steps: int | None = None) -> Episode:
-    """Reset `env` with `seed`, act with `policy` until the episode ends or `max_steps`."""
+def run_episode(
+    env: gym.Env,
+    policy: Policy,
+    seed: int,
+    max_steps: int | None = None,
+    on_step: Callable[[], object] | None = None,
+) -> Episode:
+    """Reset `env` with `seed`, act with `policy` until the episode ends or `max_steps`;
+    `on_step` is called after each step (e.g. a progress bar's update)."""
     obs, info = env.reset(seed=seed)
     policy.reset(env, seed)
     episode = Episode(frames=[env.render()], final_info=info)
@@ -38,4 +46,6 @@ def run_episode(env: gym.Env, policy: Policy, seed: int, max_steps: int | None =
         episode.rewards.append(float(reward))
         episode.final_info = info
         done = terminated or truncated
+        if on_step is not None:
+            on_step()
     return episode

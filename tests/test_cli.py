@@ -131,13 +131,14 @@ def test_play_and_compare_write_videos_and_per_step_psnr(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["play", "LaneSim-v0", "--policy", "random", "--steps", "5", "--out", str(play)])
     assert exit_.value.code == 0 and iio.imread(play).shape[0] == 6  # the start frame + 5
-    assert "5 steps" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "5 steps" in printed.out and "LaneSim-v0: 100%" in printed.err and "5/5" in printed.err
     out = tmp_path / "compare.mp4"
     argv = ["compare", "LaneSim-v0", "Dream-League-v0", "--steps", "3", "--out", str(out)]
     with pytest.raises(SystemExit) as exit_:
         main(argv)
-    printed = capsys.readouterr().out
-    assert exit_.value.code == 0
-    assert [line.split()[0] for line in printed.splitlines()[1:4]] == ["1", "2", "3"]
+    printed = capsys.readouterr()
+    assert exit_.value.code == 0 and "compared steps: 100%" in printed.err
+    assert [line.split()[0] for line in printed.out.splitlines()[1:4]] == ["1", "2", "3"]
     video = iio.imread(out)
     assert video.shape[0] == 4 and video.shape[2] == 2 * video.shape[1]  # real | dream

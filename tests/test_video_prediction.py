@@ -102,7 +102,10 @@ def test_command_on_a_tiny_random_model(tmp_path, capsys) -> None:
     }
     for name in ("report.md", "metrics.png", "predictions_generated.mp4"):
         assert (out / name).stat().st_size > 0
-    assert "hold_last_frame | psnr" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "hold_last_frame | psnr" in printed.out
+    # 3 generated sequences x 3 predictors, 2 of the file x 2 (no ego actions to drop there)
+    assert "predicted sequences: 100%" in printed.err and "13/13" in printed.err
     with pytest.raises(SystemExit) as bad:
         cli_main(["eval-video-prediction", "--model", str(tmp_path / "nothing")])
     assert bad.value.code == 2

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from world_models.masked_video import MaskedVideoModel, resize_frames
 from world_models.masked_video_sampler import SamplingSettings, rollout
@@ -124,8 +125,10 @@ def predict_masked_video(
     batch_size: int = 64,
     seed: int = 0,
     use_actions: bool = True,
+    bar: tqdm | None = None,
 ) -> torch.Tensor:
-    """Open-loop predictions (B, T - context, S, S, C) uint8 of the masked video model."""
+    """Open-loop predictions (B, T - context, S, S, C) uint8 of the masked video model;
+    `bar` counts the predicted sequences."""
     device = next(model.parameters()).device
     generator = torch.Generator(device).manual_seed(seed)
     out = []
@@ -142,6 +145,8 @@ def predict_masked_video(
                 generator,
             ).cpu()
         )
+        if bar is not None:
+            bar.update(part["obs"].shape[0])
     return torch.cat(out)
 
 
@@ -153,9 +158,10 @@ def predict_dynamics(
     batch_size: int = 64,
     seed: int = 0,
     device: str = "cpu",
+    bar: tqdm | None = None,
 ) -> torch.Tensor:
     """Open-loop predictions (B, T - context, S, S, C) uint8 of a Dreamer-style bundle, whose
-    frames are resized to its observation size and back."""
+    frames are resized to its observation size and back; `bar` counts the predicted sequences."""
     from world_models.bundle import load_bundle
     from world_models.world_model import WorldModel
 
@@ -176,6 +182,8 @@ def predict_dynamics(
         ).frame
         frames = (frames.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
         out.append(resize_frames(frames, data["obs"].shape[-2]))
+        if bar is not None:
+            bar.update(part["obs"].shape[0])
     return torch.cat(out)
 
 
@@ -192,9 +200,11 @@ def evaluate_video_prediction(
     batch_size: int = 64,
     device: str = "cpu",
     seed: int = 0,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Per-horizon MSE / PSNR / SSIM of every method on every source, as a dict (the frames of
-    the first sequences under "_frames" for the report's video).
+    the first sequences under "_frames" for the report's video). progress: a bar of the
+    predicted sequences.
 
     score_size: score at this frame size instead of the model's: the model's predictions are
     resized (nearest neighbour when growing) and compared with frames made at that size, and
@@ -233,20 +243,30 @@ def evaluate_video_prediction(
         "sources": {},
         "_frames": {},
     }
+
+    def predictors(name: str) -> int:  # predictions made per sequence of a source
+        return 1 + (bundle is not None) + (without_actions and name == "generated")
+
+    total = sum(d["obs"].shape[0] * predictors(name) for name, d in data.items())
+    bar = tqdm(total=total, desc="predicted sequences", unit="seq", disable=not progress)
     for name, source in data.items():
         target = truth[name]
         real = target["obs"][:, context:]
         preds = {
-            "masked_video": predict_masked_video(model, source, context, settings, batch_size, seed)
+            "masked_video": predict_masked_video(
+                model, source, context, settings, batch_size, seed, bar=bar
+            )
         }
         if without_actions and name == "generated":
             preds["masked_video_no_actions"] = predict_masked_video(
-                model, source, context, settings, batch_size, seed, use_actions=False
+                model, source, context, settings, batch_size, seed, use_actions=False, bar=bar
             )
         preds = {k: resize_frames(v, score_size) for k, v in preds.items()}
         preds["hold_last_frame"] = hold_last_frame(target["obs"], context)
         if bundle is not None:
-            preds["dynamics"] = predict_dynamics(bundle, target, context, batch_size, seed, device)
+            preds["dynamics"] = predict_dynamics(
+                bundle, target, context, batch_size, seed, device, bar
+            )
         results["sources"][name] = {
             "sequences": real.shape[0],
             "methods": {k: summarise(score(v, real)) for k, v in preds.items()},
@@ -255,6 +275,7 @@ def evaluate_video_prediction(
             "real": target["obs"][:4],
             **{k: v[:4] for k, v in preds.items()},
         }
+    bar.close()
     return results
 
 

@@ -28,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     import gymnasium as gym
     import numpy as np
     import torch
+    from tqdm import tqdm
 
     import envs  # noqa: F401  (registers the ids)
     from data_collection.policies import make_policy
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     policy.reset(real, args.seed)
     dream_obs, _ = dream.reset(seed=args.seed, options={"frames": obs[None]})
     pairs, scores = [np.concatenate([obs, dream_obs], axis=1)], []
-    for _ in range(args.steps):
+    for _ in tqdm(range(args.steps), desc="compared steps", unit="step"):
         action = policy.act(obs)
         obs, _, term, trunc, _ = real.step(action)
         dream_obs, _, dream_term, dream_trunc, _ = dream.step(action)

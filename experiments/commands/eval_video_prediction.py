@@ -88,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         seed=args.seed,
+        progress=True,
     )
     out = write_report(results, args.out or Path(args.model) / "video_prediction")
     print(summary_table(results))

@@ -34,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import gymnasium as gym
+    from tqdm import tqdm
 
     import envs  # noqa: F401  (registers the ids)
     from experiments.policy_loading import load_policy
@@ -51,12 +52,15 @@ def run(args: argparse.Namespace) -> int:
         ) from err
     policy = load_policy(args.policy, args.env_id)
     frames, total, steps, episodes = [], 0.0, 0, 0
+    bar = tqdm(total=args.steps, desc=args.env_id, unit="step")
     while steps < args.steps:
-        episode = run_episode(env, policy, seed=args.seed + episodes, max_steps=args.steps - steps)
+        seed, left = args.seed + episodes, args.steps - steps
+        episode = run_episode(env, policy, seed, max_steps=left, on_step=bar.update)
         frames.extend(episode.frames)
         total += episode.episode_return
         steps += len(episode.actions)
         episodes += 1
+    bar.close()
     env.close()
     path = write_video(frames, args.out, fps=args.fps)
     print(f"{args.env_id}: {steps} steps over {episodes} episode(s), return {total:.3f}")
