@@ -78,6 +78,12 @@ class Bundle:
             )
         return sampling
 
+    def holdout(self, dataset_id: str) -> float | None:
+        """The share of `dataset_id`'s episodes the dynamics held out when it trained on them
+        (None: it trained on another dataset, or the bundle does not say)."""
+        trained = self.config.get("training", {})
+        return trained.get("holdout") if trained.get("dataset_id") == dataset_id else None
+
     def check_spaces(
         self, source: str, observation_space: gym.Space, action_space: gym.Space
     ) -> None:

@@ -99,8 +99,7 @@ def evaluate_world_model(
     full = SequenceView(dataset_id, data_dir=data_dir)
     full.require_images("eval-world-model")
     bundle.check_spaces(f"dataset {dataset_id}", full.observation_space, full.action_space)
-    trained = bundle.config.get("training", {})
-    recorded = trained.get("holdout") if trained.get("dataset_id") == dataset_id else None
+    recorded = bundle.holdout(dataset_id)
     if holdout is None:
         holdout = 0.1 if recorded is None else recorded
     if recorded == 0:

@@ -48,6 +48,11 @@ class Tokenizer(nn.Module):
         """Latents (B, T, N, D) -> video (B, T, H, W, C) float in [0, 1]."""
         raise NotImplementedError
 
+    def decoder_parameters(self) -> list[nn.Parameter]:
+        """The parameters only `decode` uses: what fine-tuning the decoder trains, leaving the
+        latent space (and a dynamics model that reads it) as it is."""
+        raise NotImplementedError
+
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         """Reconstruction (B, T, H, W, C) in [0, 1]; in training mode it applies any masking
         (MAE patch dropout) the model trains with."""

@@ -130,6 +130,9 @@ class CNNTokenizer(Tokenizer):
         latents = self.encoder(frames.to(self.decoder[0].weight.dtype))  # (B*T, D, h, w)
         return latents.flatten(2).transpose(1, 2).reshape(batch, time, self.num_latents, -1)
 
+    def decoder_parameters(self) -> list[nn.Parameter]:
+        return list(self.decoder.parameters())
+
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents (B, T, N, D) -> video (B, T, H, W, C) float in [0, 1]."""
         cfg = self.config

@@ -268,6 +268,11 @@ class TransformerTokenizer(Tokenizer):
         patches = torch.sigmoid(self.pixel_head(x[:, :, : c.num_patches]))
         return unpatchify(patches, c.patch_size, c.channels)
 
+    def decoder_parameters(self) -> list[nn.Parameter]:
+        embeddings = [self.latent_pos, self.patch_queries, self.decoder_registers]
+        layers = (self.latent_in, self.decoder, self.pixel_head)
+        return embeddings + [p for layer in layers for p in layer.parameters()]
+
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Latents (B, T, N, D) -> video (B, T, H, W, C) float in [0, 1]."""
         return self._pixels(self.decoder(self._decoder_tokens(latents)))
