@@ -87,7 +87,11 @@ def test_a_killed_run_resumes_where_it_stopped(setup) -> None:
     "extra, message",
     [
         (["--seq-len", "2"], "leaves no frame to imagine"),
-        ([], "ask for shorter windows"),  # the default, context + 16, is longer than any episode
+        ([], "ask for shorter windows"),
+        (
+            ["--seq-len", "4", "--recon-share", "1"],
+            "--recon-share must be in [0, 1)",
+        ),  # the default, context + 16, is longer than any episode
         (["--set", "latent_dim=8"], "takes no --set"),
     ],
 )

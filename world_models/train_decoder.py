@@ -40,17 +40,28 @@ DEFAULT_HOLDOUT = 0.1  # for a bundle whose dynamics did not train on the datase
 
 
 def decode_dream(
-    tokenizer: Tokenizer, dynamics: nn.Module, batch: Batch, context: int, num_steps: int | None
+    tokenizer: Tokenizer,
+    dynamics: nn.Module,
+    batch: Batch,
+    context: int,
+    num_steps: int | None,
+    recon_rows: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(the dream as `tokenizer` draws it, the real frames): each (B, T - context, H, W, C) in
-    [0, 1], the dream imagined from the window's first `context` frames and its actions."""
-    obs = batch["obs"]
+    [0, 1], the dream imagined from the window's first `context` frames and its actions. The
+    first `recon_rows` windows are not dreamed: their frames are the tokenizer's
+    reconstructions of the real ones."""
+    obs, n = batch["obs"], recon_rows
     with torch.no_grad():
-        model = WorldModel(tokenizer, dynamics, num_steps)
-        latents = model.imagine(obs, batch["action"], batch["labeled"], context).latents
-        if tokenizer.decodes_in_context:  # its decoder reads the context frames too
-            latents = torch.cat((tokenizer.encode(obs[:, :context]), latents), 1)
-    frames = tokenizer.decode(latents)[:, -(obs.shape[1] - context) :]
+        latents = tokenizer.encode(obs)  # (B, T, N, D)
+        if n < obs.shape[0]:
+            model = WorldModel(tokenizer, dynamics, num_steps)
+            rows = {k: v[n:] for k, v in batch.items()}
+            dream = model.imagine(obs[n:], rows["action"], rows["labeled"], context).latents
+            latents[n:, context:] = dream
+        if not tokenizer.decodes_in_context:  # else its decoder reads the context frames too
+            latents = latents[:, context:]
+    frames = tokenizer.decode(latents)[:, context - obs.shape[1] :]
     return frames, video_to_float(obs[:, context:])
 
 
@@ -64,6 +75,7 @@ class DreamDecoderObjective(nn.Module):
         context: int,
         num_steps: int | None,
         loss: ReconstructionLoss,
+        recon_share: float = 0.0,
     ) -> None:
         super().__init__()
         self.tokenizer = tokenizer.requires_grad_(False).eval()
@@ -73,6 +85,7 @@ class DreamDecoderObjective(nn.Module):
         self.context = context
         self.num_steps = num_steps
         self.loss = loss
+        self.recon_share = recon_share
 
     def train(self, mode: bool = True) -> DreamDecoderObjective:
         super().train(mode)
@@ -80,12 +93,15 @@ class DreamDecoderObjective(nn.Module):
         self.dynamics.eval()
         return self
 
-    def dream(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    def dream(self, batch: Batch, recon_rows: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """`decode_dream` with this objective's models and settings."""
-        return decode_dream(self.tokenizer, self.dynamics, batch, self.context, self.num_steps)
+        return decode_dream(
+            self.tokenizer, self.dynamics, batch, self.context, self.num_steps, recon_rows
+        )
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        return self.loss(*self.dream(batch))
+        recon_rows = round(self.recon_share * batch["obs"].shape[0])
+        return self.loss(*self.dream(batch, recon_rows))
 
 
 def show_decoded_dreams(
@@ -125,7 +141,9 @@ def dream_psnr(
     return results
 
 
-def _check_settings(bundle: Bundle, train: TrainConfig, context: int) -> None:
+def _check_settings(bundle: Bundle, train: TrainConfig, context: int, recon_share: float) -> None:
+    if not 0 <= recon_share < 1:
+        raise ValueError(f"--recon-share must be in [0, 1), got {recon_share}")
     if context < 1:
         raise ValueError(f"--context must be >= 1, got {context}")
     shortest = min(train.seq_len, train.long_seq_len or train.seq_len)
@@ -144,18 +162,20 @@ def train_decoder(
     run_dir: str | os.PathLike,
     train: TrainConfig | None = None,
     context: int = 4,
+    recon_share: float = 0.25,
     perceptual: str = "none",
     data_dir: str | None = None,
     resume: bool = False,
     eval_windows: int = 32,
 ) -> tuple[Path, dict[str, float]]:
     """Train (or resume) the decoder of a bundle on its dreams of `dataset_id`'s training
-    episodes (those the bundle's dynamics trained on, when it trained on this dataset).
+    episodes (those the bundle's dynamics trained on, when it trained on this dataset), and on
+    the reconstructions of the real frames in `recon_share` of each batch's windows.
     Returns the new bundle's path and the held-out dream PSNR with the old and new decoder."""
     run_dir = Path(run_dir)
     train = train or TrainConfig()
     bundle = load_bundle(bundle_path)
-    _check_settings(bundle, train, context)
+    _check_settings(bundle, train, context, recon_share)
     full = SequenceView(dataset_id, data_dir=data_dir)
     full.require_images("train-decoder")
     bundle.check_spaces(f"dataset {dataset_id}", full.observation_space, full.action_space)
@@ -166,6 +186,7 @@ def train_decoder(
         "data_dir": data_dir,
         "holdout": DEFAULT_HOLDOUT if recorded is None else recorded,
         "context": context,
+        "recon_share": recon_share,
         "perceptual": perceptual,
         "train": dataclasses.asdict(train),
     }
@@ -185,6 +206,7 @@ def train_decoder(
         settings["context"],
         bundle.sampling.get("num_steps"),
         ReconstructionLoss(perceptual=settings["perceptual"]),
+        settings["recon_share"],
     )
     trainer = Trainer(objective, train_view.sample, cfg, run_dir, visualize=show_decoded_dreams)
     if resume:

@@ -30,6 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"whole window (default context + {IMAGINED})",
     )
     parser.add_argument(
+        "--recon-share",
+        type=float,
+        default=0.25,
+        help="share of each batch's windows decoded from the real frames' own latents, which "
+        "keeps the decoder's reconstructions sharp (default 0.25)",
+    )
+    parser.add_argument(
         "--perceptual",
         choices=("stlpips", "lpips", "none"),
         default="none",
@@ -58,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         run_dir,
         train=train,
         context=args.context,
+        recon_share=args.recon_share,
         perceptual=args.perceptual,
         data_dir=args.data_dir,
         resume=args.resume,
