@@ -26,6 +26,7 @@ ENV_ID = "MiniGridPixels-Empty-8x8-v0"
 FRAMES = spaces.Box(0, 255, (64, 64, 3), np.uint8)
 TOKENIZER = TINY_TOKENIZER | dict(num_downsamples=4)  # a 4x4 grid of latents
 FAST = ["--batch-size", "4", "--warmup", "1", "--log-every", "1", "--context", "2"]
+FAST += ["--dream-windows", "16", "--eval-windows", "8"]
 
 
 @pytest.fixture(scope="module")
@@ -87,11 +88,9 @@ def test_a_killed_run_resumes_where_it_stopped(setup) -> None:
     "extra, message",
     [
         (["--seq-len", "2"], "leaves no frame to imagine"),
-        ([], "ask for shorter windows"),
-        (
-            ["--seq-len", "4", "--recon-share", "1"],
-            "--recon-share must be in [0, 1)",
-        ),  # the default, context + 16, is longer than any episode
+        ([], "ask for shorter windows"),  # the default, context + 16, outlasts every episode
+        (["--seq-len", "4", "--recon-share", "1"], "--recon-share must be in [0, 1)"),
+        (["--seq-len", "4", "--long-seq-len", "5"], "drop --long-seq-len"),
         (["--set", "latent_dim=8"], "takes no --set"),
     ],
 )

@@ -3,11 +3,14 @@
 A dreamed frame's latents are a sample of the dynamics, not the code of a real frame: where the
 future is uncertain (the agent's next cell, a minion's next step) they fall between the codes
 the decoder learned, and it draws them as if they were certain. Here only the decoder trains,
-on windows of the training episodes: `context` real frames in, the rest imagined open-loop from
-the recorded actions with the bundle's sampler (fresh noise for every batch), each imagined
-frame decoded and scored against the real one with the tokenizer's reconstruction loss. Under
-MSE the decoder learns the real frame's mean given the dreamed latents: the posterior mean that
-the dynamics' `sample_mean` estimates by drawing M samples per frame, here at no cost per step.
+on a pool of dreams made once before training (`DreamPool`): random windows of the training
+episodes, `context` real frames in, the rest imagined open-loop from the recorded actions with
+the bundle's sampler. Each imagined frame is decoded and scored against the real one with the
+tokenizer's reconstruction loss; in `recon_share` of each batch's windows the decoder reads the
+real frames' own latents instead, which keeps its reconstructions (and one-step dreams) sharp.
+Under MSE the decoder learns the real frame's mean given the dreamed latents: the posterior
+mean that the dynamics' `sample_mean` estimates by drawing M samples per frame, here at no cost
+per dream step.
 
 The encoder is frozen, so the latent space, the dynamics and the start contexts stay valid:
 the run ends with `bundle/`, the input bundle with the new decoder and nothing else changed.
@@ -24,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
 
 from data_collection.sequence_view import SequenceView, split_episodes
 from world_models.bundle import Bundle, load_bundle, save_bundle
@@ -33,111 +37,110 @@ from world_models.recon_loss import ReconstructionLoss
 from world_models.runs import prepare_run
 from world_models.tensorboard_media import log_real_over_dream
 from world_models.tokenizer import Tokenizer, video_to_float
-from world_models.trainer import Batch, TrainConfig, Trainer
+from world_models.trainer import Batch, TrainConfig, Trainer, init_distributed
 from world_models.world_model import WorldModel
 
 DEFAULT_HOLDOUT = 0.1  # for a bundle whose dynamics did not train on the dataset
 
 
-def decode_dream(
-    tokenizer: Tokenizer,
-    dynamics: nn.Module,
-    batch: Batch,
-    context: int,
-    num_steps: int | None,
-    recon_rows: int = 0,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(the dream as `tokenizer` draws it, the real frames): each (B, T - context, H, W, C) in
-    [0, 1], the dream imagined from the window's first `context` frames and its actions. The
-    first `recon_rows` windows are not dreamed: their frames are the tokenizer's
-    reconstructions of the real ones."""
-    obs, n = batch["obs"], recon_rows
-    with torch.no_grad():
-        latents = tokenizer.encode(obs)  # (B, T, N, D)
-        if n < obs.shape[0]:
-            model = WorldModel(tokenizer, dynamics, num_steps)
-            rows = {k: v[n:] for k, v in batch.items()}
-            dream = model.imagine(obs[n:], rows["action"], rows["labeled"], context).latents
-            latents[n:, context:] = dream
-        if not tokenizer.decodes_in_context:  # else its decoder reads the context frames too
-            latents = latents[:, context:]
-    frames = tokenizer.decode(latents)[:, context - obs.shape[1] :]
-    return frames, video_to_float(obs[:, context:])
+def decode_windows(tokenizer: Tokenizer, latents: torch.Tensor, context: int) -> torch.Tensor:
+    """Window latents (B, T, N, D) -> the frames after the context (B, T - context, H, W, C)
+    in [0, 1]; a decoder that reads earlier frames reads the context's too."""
+    length = latents.shape[1]
+    if not tokenizer.decodes_in_context:
+        latents = latents[:, context:]
+    return tokenizer.decode(latents)[:, context - length :]
 
 
-class DreamDecoderObjective(nn.Module):
-    """Reconstruction loss of the decoder on open-loop dreams of the frozen dynamics."""
+class DreamPool:
+    """Open-loop dreams of `windows` random windows of `view`, made once: each window's real
+    frames (uint8) beside the latents the decoder reads for them, the context frames' own and
+    then the dream's. `sample` is a `Trainer` sampler (every window has the pool's length)."""
 
     def __init__(
         self,
-        tokenizer: Tokenizer,
-        dynamics: nn.Module,
+        model: WorldModel,
+        view: SequenceView,
+        windows: int,
+        seq_len: int,
         context: int,
-        num_steps: int | None,
-        loss: ReconstructionLoss,
-        recon_share: float = 0.0,
+        seed: int,
+        progress: bool = True,
+        chunk: int = 64,
+    ) -> None:
+        device = next(model.parameters()).device
+        rng = np.random.default_rng(seed)
+        generator = torch.Generator(device).manual_seed(seed)
+        obs, latents = [], []
+        bar = tqdm(total=windows, desc="dreams", unit="window", disable=not progress)
+        for start in range(0, windows, chunk):
+            batch = view.sample(min(chunk, windows - start), seq_len, rng)
+            t = {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
+            with torch.no_grad():
+                dream = model.imagine(t["obs"], t["action"], t["labeled"], context, generator)
+                real = model.tokenizer.encode(t["obs"][:, :context])
+            latents.append(torch.cat((real, dream.latents), 1).float().cpu().numpy())
+            obs.append(batch["obs"])
+            bar.update(len(batch["obs"]))
+        bar.close()
+        self.obs = np.concatenate(obs)  # (windows, T, H, W, C) uint8
+        self.latents = np.concatenate(latents)  # (windows, T, N, D)
+
+    def sample(self, batch_size: int, seq_len: int, rng: np.random.Generator) -> dict:
+        """`batch_size` random windows of the pool: obs and latents."""
+        rows = rng.integers(0, len(self.obs), batch_size)
+        return {"obs": self.obs[rows], "latents": self.latents[rows]}
+
+
+class DreamDecoderObjective(nn.Module):
+    """Reconstruction loss of the decoder on pooled dreams (the encoder frozen)."""
+
+    def __init__(
+        self, tokenizer: Tokenizer, context: int, loss: ReconstructionLoss, recon_share: float
     ) -> None:
         super().__init__()
         self.tokenizer = tokenizer.requires_grad_(False).eval()
         for param in tokenizer.decoder_parameters():
             param.requires_grad_(True)
-        self.dynamics = dynamics.requires_grad_(False).eval()
         self.context = context
-        self.num_steps = num_steps
         self.loss = loss
         self.recon_share = recon_share
 
     def train(self, mode: bool = True) -> DreamDecoderObjective:
         super().train(mode)
         self.tokenizer.eval()  # no MAE masking; only the decoder's weights change
-        self.dynamics.eval()
         return self
 
-    def dream(self, batch: Batch, recon_rows: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """`decode_dream` with this objective's models and settings."""
-        return decode_dream(
-            self.tokenizer, self.dynamics, batch, self.context, self.num_steps, recon_rows
-        )
-
     def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        recon_rows = round(self.recon_share * batch["obs"].shape[0])
-        return self.loss(*self.dream(batch, recon_rows))
+        obs, latents, c = batch["obs"], batch["latents"].clone(), self.context
+        n = round(self.recon_share * obs.shape[0])  # windows decoded from their own latents
+        if n:
+            with torch.no_grad():
+                latents[:n, c:] = self.tokenizer.encode(obs[:n, c:])
+        frames = decode_windows(self.tokenizer, latents, c)
+        return self.loss(frames, video_to_float(obs[:, c:]))
 
 
 def show_decoded_dreams(
     objective: DreamDecoderObjective, batch: Batch, writer: SummaryWriter, step: int
 ) -> None:
     """Log the first window's real frames above its dream as the decoder now draws it."""
-    frames, real = objective.dream({k: v[:1] for k, v in batch.items()})
-    log_real_over_dream(writer, "decoder", real[0], frames[0], step)
+    c = objective.context
+    frames = decode_windows(objective.tokenizer, batch["latents"][:1], c)
+    log_real_over_dream(writer, "decoder", batch["obs"][0, c:], frames[0], step)
 
 
 @torch.no_grad()
-def dream_psnr(
-    objective: DreamDecoderObjective,
-    decoders: dict[str, Tokenizer],
-    view: SequenceView,
-    windows: int,
-    seq_len: int,
-    seed: int = 0,
-) -> dict[str, float]:
-    """Mean PSNR over the imagined frames of `windows` windows of `view`: the same dreams
-    (the same noise) drawn by each tokenizer of `decoders` (name -> tokenizer)."""
-    device = next(objective.dynamics.parameters()).device
-    batch = view.sample(windows, seq_len, np.random.default_rng(seed))
-    batch = {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
+def dream_psnr(decoders: dict[str, Tokenizer], pool: DreamPool, context: int) -> dict[str, float]:
+    """Mean PSNR over the imagined frames of the pool's dreams, as each tokenizer of `decoders`
+    (name -> tokenizer with the pool's encoder) draws them."""
+    real = video_to_float(torch.from_numpy(pool.obs[:, context:]))
     results = {}
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        for name, tokenizer in decoders.items():
-            torch.manual_seed(seed)
-            frames, real = decode_dream(
-                tokenizer.to(device),
-                objective.dynamics,
-                batch,
-                objective.context,
-                objective.num_steps,
-            )
-            results[name] = psnr(frames, real).mean().item()
+    for name, tokenizer in decoders.items():
+        device = next(tokenizer.parameters()).device
+        latents = torch.from_numpy(pool.latents).to(device)
+        frames = decode_windows(tokenizer.eval(), latents, context).float().cpu()
+        results[name] = psnr(frames, real).mean().item()
     return results
 
 
@@ -146,11 +149,12 @@ def _check_settings(bundle: Bundle, train: TrainConfig, context: int, recon_shar
         raise ValueError(f"--recon-share must be in [0, 1), got {recon_share}")
     if context < 1:
         raise ValueError(f"--context must be >= 1, got {context}")
-    shortest = min(train.seq_len, train.long_seq_len or train.seq_len)
-    if shortest <= context:
+    if train.long_seq_len:
+        raise ValueError("train-decoder's windows all have --seq-len frames: drop --long-seq-len")
+    if train.seq_len <= context:
         raise ValueError(
-            f"--seq-len {shortest} leaves no frame to imagine after --context {context}: a "
-            f"window is the context plus the imagined frames (e.g. --seq-len {context + 16})"
+            f"--seq-len {train.seq_len} leaves no frame to imagine after --context {context}: "
+            f"a window is the context plus the imagined frames (e.g. --seq-len {context + 16})"
         )
     if "dynamics" not in bundle.models or "tokenizer" not in bundle.models:
         raise ValueError(f"{bundle.path} is not a tokenizer + dynamics bundle")
@@ -162,16 +166,17 @@ def train_decoder(
     run_dir: str | os.PathLike,
     train: TrainConfig | None = None,
     context: int = 4,
+    dream_windows: int = 2048,
     recon_share: float = 0.25,
     perceptual: str = "none",
     data_dir: str | None = None,
     resume: bool = False,
-    eval_windows: int = 32,
+    eval_windows: int = 64,
 ) -> tuple[Path, dict[str, float]]:
-    """Train (or resume) the decoder of a bundle on its dreams of `dataset_id`'s training
-    episodes (those the bundle's dynamics trained on, when it trained on this dataset), and on
-    the reconstructions of the real frames in `recon_share` of each batch's windows.
-    Returns the new bundle's path and the held-out dream PSNR with the old and new decoder."""
+    """Train (or resume) the decoder of a bundle on `dream_windows` dreams of `dataset_id`'s
+    training episodes (those the bundle's dynamics trained on, when it trained on this
+    dataset). Returns the new bundle's path and the mean PSNR of `eval_windows` held-out
+    dreams as the bundle's decoder and the trained one draw them."""
     run_dir = Path(run_dir)
     train = train or TrainConfig()
     bundle = load_bundle(bundle_path)
@@ -186,29 +191,33 @@ def train_decoder(
         "data_dir": data_dir,
         "holdout": DEFAULT_HOLDOUT if recorded is None else recorded,
         "context": context,
+        "dream_windows": dream_windows,
         "recon_share": recon_share,
         "perceptual": perceptual,
         "train": dataclasses.asdict(train),
     }
     settings = prepare_run(run_dir, settings, resume, must_match=("bundle", "dataset_id"))
+    cfg = TrainConfig(**settings["train"])
     train_ids, test_ids = split_episodes(full.num_episodes, settings["holdout"], seed=0)
     train_view = SequenceView(dataset_id, data_dir=data_dir, episodes=train_ids)
     test_view = SequenceView(dataset_id, data_dir=data_dir, episodes=test_ids or train_ids)
-    cfg = TrainConfig(**settings["train"])
-    for view in (train_view, test_view):  # windows that fit, before training starts
-        view.valid_starts(max(cfg.seq_len, cfg.long_seq_len))
+    for view in (train_view, test_view):  # windows that fit, before any dreaming
+        view.valid_starts(cfg.seq_len)
 
-    tokenizer = bundle.models["tokenizer"]
+    rank, _, device = init_distributed()
+    tokenizer, dynamics = bundle.models["tokenizer"].to(device), bundle.models["dynamics"]
+    model = WorldModel(tokenizer, dynamics.to(device), bundle.sampling.get("num_steps"))
     original = copy.deepcopy(tokenizer)
+    pool = DreamPool(
+        model, train_view, settings["dream_windows"], cfg.seq_len, context, cfg.seed + rank
+    )
     objective = DreamDecoderObjective(
         tokenizer,
-        bundle.models["dynamics"],
         settings["context"],
-        bundle.sampling.get("num_steps"),
         ReconstructionLoss(perceptual=settings["perceptual"]),
         settings["recon_share"],
     )
-    trainer = Trainer(objective, train_view.sample, cfg, run_dir, visualize=show_decoded_dreams)
+    trainer = Trainer(objective, pool.sample, cfg, run_dir, visualize=show_decoded_dreams)
     if resume:
         trainer.resume()
     trainer.fit()
@@ -221,11 +230,12 @@ def train_decoder(
         env_id=bundle.config["env_id"],
         observation_space=bundle.observation_space,
         action_space=bundle.action_space,
-        models={"tokenizer": tokenizer, "dynamics": bundle.models["dynamics"]},
+        models={"tokenizer": tokenizer, "dynamics": dynamics},
         contexts={k: v.cpu().numpy() for k, v in bundle.contexts.items()},
         sampling=bundle.sampling,
         horizon=bundle.config["horizon"],
         training=bundle.config.get("training"),
     )
+    held_out = DreamPool(model, test_view, eval_windows, cfg.seq_len, context, seed=1234)
     decoders = {"bundle_decoder": original, "trained_decoder": tokenizer}
-    return out, dream_psnr(objective, decoders, test_view, eval_windows, cfg.seq_len)
+    return out, dream_psnr(decoders, held_out, context)

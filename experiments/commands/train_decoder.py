@@ -30,6 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"whole window (default context + {IMAGINED})",
     )
     parser.add_argument(
+        "--dream-windows",
+        type=positive_int,
+        default=2048,
+        help="training windows dreamed once before training, the pool batches are drawn from "
+        "(default 2048)",
+    )
+    parser.add_argument(
         "--recon-share",
         type=float,
         default=0.25,
@@ -45,8 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--eval-windows",
         type=positive_int,
-        default=32,
-        help="held-out windows scored with the old and the new decoder at the end (default 32)",
+        default=64,
+        help="held-out windows dreamed and scored with the old and the new decoder at the end "
+        "(default 64)",
     )
     add_train_arguments(parser, experiment="decoder")
 
@@ -65,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         run_dir,
         train=train,
         context=args.context,
+        dream_windows=args.dream_windows,
         recon_share=args.recon_share,
         perceptual=args.perceptual,
         data_dir=args.data_dir,
