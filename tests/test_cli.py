@@ -12,7 +12,7 @@ SUBCOMMANDS = sorted(build_parser()._subparsers._group_actions[0].choices)
 def test_every_expected_subcommand_is_there():
     expected = {"collect", "ingest-video", "train-tokenizer", "train-dynamics", "export-bundle"}
     expected |= {"eval-world-model", "eval-video-prediction", "play", "compare", "pipeline"}
-    expected |= {"train-policy", "evaluate", "demo"}
+    expected |= {"train-policy", "evaluate", "demo", "train-decoder"}
     assert expected <= set(SUBCOMMANDS)
 
 
