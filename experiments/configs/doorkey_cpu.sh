@@ -67,3 +67,9 @@ python -c "import json; p = 'runs/dk-cfg/bundle/config.json'; c = json.load(open
 c['models']['dynamics']['config']['guidance'] = 1.0; json.dump(c, open(p, 'w'), indent=2)"
 $D eval-world-model --bundle runs/dk-cfg/bundle --dataset dreamgym/doorkey-mixed-v0 \
   --context 4 --horizon 16 --windows 32 --num-steps 4 64
+# The shipped decoder since 2026-12-06: the bundle's decoder fine-tuned on 2,048 of its own
+# open-loop dreams of the training episodes (encoder, dynamics and contexts unchanged; then its
+# tokenizer.safetensors copied into envs/bundles/minigrid-doorkey-8x8)
+$D train-decoder --bundle envs/bundles/minigrid-doorkey-8x8 --dataset dreamgym/doorkey-mixed-v0 \
+  --run-dir runs/dk-decoder --steps 6000 --batch-size 4 --lr 1e-4 --warmup 100 --threads 1 \
+  --image-every 1000 --ckpt-every 500

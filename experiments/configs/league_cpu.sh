@@ -45,3 +45,9 @@ $D export-bundle --tokenizer runs/lane-flow2/bundle --dynamics runs/lane-flow2/b
 # dynamics config (it trained on 8-frame windows; no new weights), chosen with
 .venv/bin/python -m experiments.bench.paired_eval --dataset dreamgym/lanesim-noisy-v0 envs/bundles/league \
   envs/bundles/league:context_length=7 --seeds 1 2 3 --windows 64
+# The shipped decoder since 2026-12-06: the bundle's decoder fine-tuned on 2,048 of its own
+# open-loop dreams of the training episodes (then its tokenizer.safetensors copied into
+# envs/bundles/league)
+$D train-decoder --bundle envs/bundles/league --dataset dreamgym/lanesim-noisy-v0 \
+  --run-dir runs/league-decoder --steps 6000 --batch-size 4 --lr 1e-4 --warmup 100 --threads 1 \
+  --image-every 1000 --ckpt-every 500
