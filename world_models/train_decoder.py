@@ -52,6 +52,23 @@ def decode_windows(tokenizer: Tokenizer, latents: torch.Tensor, context: int) ->
     return tokenizer.decode(latents)[:, context - length :]
 
 
+@torch.no_grad()
+def _window_latents(
+    model: WorldModel, batch: Batch, context: int, generator: torch.Generator
+) -> torch.Tensor:
+    """(B, T, N, D): the context frames' own latents, then the ones the dynamics imagines for
+    the rest of each window from its recorded actions."""
+    obs, action, labeled = batch["obs"], batch["action"], batch["labeled"]
+    state, latents = model.start(
+        obs[:, :context], action[:, :context], labeled[:, :context], generator
+    )
+    frames = [latents]
+    for t in range(context, obs.shape[1]):
+        state, dream, _, _ = model.step(state, action[:, t], generator, labeled[:, t])
+        frames.append(dream[:, None])
+    return torch.cat(frames, 1)
+
+
 class DreamPool:
     """Open-loop dreams of `windows` random windows of `view`, made once: each window's real
     frames (uint8) beside the latents the decoder reads for them, the context frames' own and
@@ -76,10 +93,7 @@ class DreamPool:
         for start in range(0, windows, chunk):
             batch = view.sample(min(chunk, windows - start), seq_len, rng)
             t = {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
-            with torch.no_grad():
-                dream = model.imagine(t["obs"], t["action"], t["labeled"], context, generator)
-                real = model.tokenizer.encode(t["obs"][:, :context])
-            latents.append(torch.cat((real, dream.latents), 1).float().cpu().numpy())
+            latents.append(_window_latents(model, t, context, generator).float().cpu().numpy())
             obs.append(batch["obs"])
             bar.update(len(batch["obs"]))
         bar.close()

@@ -39,14 +39,12 @@ Generators = torch.Generator | list[torch.Generator] | None  # one, or one per r
 
 @dataclass
 class Imagined:
-    """An imagined rollout: frames (B, T, H, W, C) in [0, 1], reward (B, T), continue (B, T),
-    the latents `step` returned (B, T, ...); with static-pixel copy also the frames as the
-    decoder gave them (`decoded`)."""
+    """An imagined rollout: frames (B, T, H, W, C) in [0, 1], reward (B, T), continue (B, T);
+    with static-pixel copy also the frames as the decoder gave them (`decoded`)."""
 
     frame: torch.Tensor
     reward: torch.Tensor
     cont: torch.Tensor
-    latents: torch.Tensor
     decoded: torch.Tensor | None = None
 
 
@@ -169,23 +167,22 @@ class BaseWorldModel(nn.Module):
     ) -> Imagined:
         """Open-loop rollout: the first `context` steps of a real window are given, the rest are
         imagined from its actions (the no-action embedding where `labeled` is False). Returns
-        (B, T - context, ...) frames, rewards, continues and latents. `on_frame` is called
-        after each imagined frame (e.g. a progress bar's update)."""
+        (B, T - context, ...) frames, rewards, continues. `on_frame` is called after each
+        imagined frame (e.g. a progress bar's update)."""
         state, _ = self.start(
             obs[:, :context], action[:, :context], labeled[:, :context], generator
         )
-        frames, rewards, conts, latent, decoded = [], [], [], [], []
+        frames, rewards, conts, decoded = [], [], [], []
         for t in range(context, obs.shape[1]):
             state, latents, reward, cont = self.step(state, action[:, t], generator, labeled[:, t])
             frames.append(self.decode(latents, state))
             rewards.append(reward)
             conts.append(cont)
-            latent.append(latents)
             if getattr(state, "decoded", None) is not None:  # a WorldModel that copies
                 decoded.append(state.decoded)
             if on_frame is not None:
                 on_frame()
-        stack = (torch.stack(x, 1) for x in (frames, rewards, conts, latent))
+        stack = (torch.stack(x, 1) for x in (frames, rewards, conts))
         return Imagined(*stack, torch.stack(decoded, 1) if decoded else None)
 
 
