@@ -81,6 +81,8 @@ def test_config_json_and_errors() -> None:
         tiny_config(action_dropout=1.0)
     with pytest.raises(ValueError, match="guidance"):
         tiny_config(guidance=-0.5)
+    with pytest.raises(ValueError, match="sample_d"):
+        tiny_config(sample_d="fine")
     with pytest.raises(ValueError, match="power of two"):
         tiny_config(k_max=12)
     with pytest.raises(ValueError, match="time_attention_every"):
@@ -170,6 +172,27 @@ def test_guidance_extrapolates_from_the_actionless_prediction() -> None:
     inside = (cond.abs() < 1) & (uncond.abs() < 1)  # neither prediction was clamped
     assert inside.float().mean() > 0.5 and not torch.allclose(cond, uncond, atol=1e-4)
     assert torch.allclose(guided[inside], expected[inside], atol=1e-5)
+
+
+@pytest.mark.parametrize("sample_d", ["step", "finest"])
+def test_sample_d_sets_the_step_size_sub_steps_are_told(
+    sample_d: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = make_model(sample_d=sample_d)
+    latents, action, labeled, *_ = batch(b=2, t=3)
+    state = model.start(latents, action, labeled)
+    told, forward = [], model.net.forward
+
+    def spy(z, tau, d, *args, **kwargs):
+        told.append(d.flatten().tolist())
+        return forward(z, tau, d, *args, **kwargs)
+
+    monkeypatch.setattr(model.net, "forward", spy)
+    model.step(state, torch.tensor([1, 3]), num_steps=4)
+    sub_steps, cache_write = told[:4], told[4]
+    expected = 0.25 if sample_d == "step" else 1 / model.config.k_max
+    assert all(d == [expected] * 2 for d in sub_steps)
+    assert cache_write == [1 / model.config.k_max] * 2
 
 
 def test_agent_tokens_are_isolated() -> None:

@@ -79,6 +79,18 @@ def test_sampler_fresh_noise(sampler: str) -> None:
         sample(oracle, (3, N, D), 3, 8)
 
 
+def test_sampler_told_finest_step() -> None:
+    """told_d conditions every sub-step on that step size; tau still advances by 1 / K."""
+    seen = []
+
+    def oracle(z, tau, d):
+        seen.append((tau[0].item(), d[0].item()))
+        return torch.zeros_like(z)
+
+    sample(oracle, (2, N, D), 4, 8, torch.Generator().manual_seed(0), "renoise", told_d=1 / 8)
+    assert seen == [(0.0, 0.125), (0.25, 0.125), (0.5, 0.125), (0.75, 0.125)]
+
+
 # --- heads -----------------------------------------------------------------------------------
 
 

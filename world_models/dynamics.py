@@ -72,6 +72,10 @@ class DynamicsConfig:
     num_sampling_steps: int = 4  # K shortcut steps per generated frame
     # "renoise": fresh noise at every sub-step; "euler": the shortcut step from one draw
     sampler: str = "renoise"
+    # The step size each sub-step's prediction is conditioned on: "step" (the paper) the
+    # sub-step's own d = 1 / K; "finest" d_min = 1 / k_max, the prediction the flow loss
+    # trains (most of the training frames with flow_share 0.75) at the same K sub-steps.
+    sample_d: str = "step"
     ramp_weight: bool = True  # w(tau) = 0.9 tau + 0.1; False: uniform weight
     # Share of training frames set to d = d_min (the flow loss) before the rest draw
     # d = 1 / U{1, 2, 4, ..., K_max} (so a share s puts s + (1 - s) / (log2 K_max + 1) at
@@ -136,6 +140,8 @@ class DynamicsConfig:
             problems.append(f"num_sampling_steps must be a power of two in [1, k_max={self.k_max}]")
         if self.sampler not in SAMPLERS:
             problems.append(f"sampler must be one of {SAMPLERS}")
+        if self.sample_d not in ("step", "finest"):
+            problems.append('sample_d must be "step" or "finest"')
         if problems:
             raise ValueError("bad DynamicsConfig: " + "; ".join(problems))
 
@@ -405,7 +411,9 @@ class Dynamics(nn.Module):
                 generator = [g for g in generator for _ in range(m)]
         shape = (state.batch_size, cfg.num_latents, cfg.latent_dim)
         denoise = self._denoiser(state, action_emb)
-        latents = sample(denoise, shape, k, cfg.k_max, generator, cfg.sampler, state.valid.device)
+        told_d = 1 / cfg.k_max if cfg.sample_d == "finest" else None
+        dev = state.valid.device
+        latents = sample(denoise, shape, k, cfg.k_max, generator, cfg.sampler, dev, told_d)
         if m > 1:
             latents = latents.unflatten(0, (-1, m)).mean(1)
         return latents.clamp(-1, 1)

@@ -131,6 +131,7 @@ def sample(
     generator: Generators = None,
     sampler: str = "renoise",
     device: torch.device | str | None = None,
+    told_d: float | None = None,
 ) -> torch.Tensor:
     """Generate clean data in `num_steps` shortcut steps of size d = 1 / num_steps from noise.
 
@@ -139,6 +140,8 @@ def sample(
     sampler "euler": the shortcut step z <- z + d * v (what the bootstrap target is built from;
         the noise is drawn once, fresh for every call). "renoise": z <- tau' x_hat + (1 - tau')
         eps with FRESH noise eps at every sub-step (never the initial noise again).
+    told_d: the step size the denoiser is told at every sub-step; None (the paper) tells it
+        the step taken, 1 / num_steps; 1 / k_max asks for its finest-step (flow) prediction.
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
@@ -148,7 +151,7 @@ def sample(
         )
     d = 1.0 / num_steps
     z = randn(noise_shape, generator, device)
-    d_vec = torch.full(noise_shape[:1], d, device=z.device)
+    d_vec = torch.full(noise_shape[:1], d if told_d is None else told_d, device=z.device)
     for i in range(num_steps - 1):
         tau = torch.full(noise_shape[:1], i * d, device=z.device)
         x_hat = denoise(z, tau, d_vec)
