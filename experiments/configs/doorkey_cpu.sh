@@ -68,8 +68,17 @@ c['models']['dynamics']['config']['guidance'] = 1.0; json.dump(c, open(p, 'w'), 
 $D eval-world-model --bundle runs/dk-cfg/bundle --dataset dreamgym/doorkey-mixed-v0 \
   --context 4 --horizon 16 --windows 32 --num-steps 4 64
 # The shipped decoder since 2026-12-06: the bundle's decoder fine-tuned on 2,048 of its own
-# open-loop dreams of the training episodes (encoder, dynamics and contexts unchanged; then its
-# tokenizer.safetensors copied into envs/bundles/minigrid-doorkey-8x8)
+# open-loop dreams of the training episodes (encoder, dynamics and contexts unchanged), in two
+# rounds: the first dreamed with sample_d "step" (the bundle then had no sample_d), the second
+# with "finest" (as it samples now); then the tokenizer.safetensors of runs/dk-decoder3/bundle
+# copied into envs/bundles/minigrid-doorkey-8x8, and sample_d "finest" set in its config.json
+# (chosen with `python -m experiments.bench.paired_eval --dataset dreamgym/doorkey-mixed-v0
+# B 'B:sample_d="finest"' --seeds 1 2 3 --windows 64 --threads 1`, B the bundle after round 1)
 $D train-decoder --bundle envs/bundles/minigrid-doorkey-8x8 --dataset dreamgym/doorkey-mixed-v0 \
   --run-dir runs/dk-decoder --steps 6000 --batch-size 4 --lr 1e-4 --warmup 100 --threads 1 \
   --image-every 1000 --ckpt-every 500
+python -c "import json; p = 'runs/dk-decoder/bundle/config.json'; c = json.load(open(p)); \
+c['models']['dynamics']['config']['sample_d'] = 'finest'; json.dump(c, open(p, 'w'), indent=2)"
+$D train-decoder --bundle runs/dk-decoder/bundle --dataset dreamgym/doorkey-mixed-v0 \
+  --run-dir runs/dk-decoder3 --steps 8000 --batch-size 4 --lr 1e-4 --warmup 100 --threads 1 \
+  --image-every 1000 --ckpt-every 500 --seed 1

@@ -51,3 +51,7 @@ $D export-bundle --tokenizer runs/lane-flow2/bundle --dynamics runs/lane-flow2/b
 $D train-decoder --bundle envs/bundles/league --dataset dreamgym/lanesim-noisy-v0 \
   --run-dir runs/league-decoder --steps 6000 --batch-size 4 --lr 1e-4 --warmup 100 --threads 1 \
   --image-every 1000 --ckpt-every 500
+# Since 2026-12-06 each shortcut sub-step is told the finest step size (sample_d "finest" in the
+# dynamics config, no new weights), chosen with
+.venv/bin/python -m experiments.bench.paired_eval --dataset dreamgym/lanesim-noisy-v0 envs/bundles/league \
+  'envs/bundles/league:sample_d="finest"' --seeds 1 2 3 --windows 64 --threads 1

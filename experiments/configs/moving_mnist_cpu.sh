@@ -72,3 +72,7 @@ $D train-policy --algo ppo --env Dream-MovingMNIST-v0 --bundle runs/mnist-heads-
 # dynamics config (it trained on 8-frame windows; no new weights), chosen with
 .venv/bin/python -m experiments.bench.paired_eval --dataset dreamgym/mnist-mixed-v0 envs/bundles/moving-mnist \
   envs/bundles/moving-mnist:context_length=7 --seeds 1 2 3 --windows 64
+# Since 2026-12-06 each shortcut sub-step is told the finest step size (sample_d "finest" in the
+# dynamics config, no new weights), chosen with
+.venv/bin/python -m experiments.bench.paired_eval --dataset dreamgym/mnist-mixed-v0 envs/bundles/moving-mnist \
+  'envs/bundles/moving-mnist:sample_d="finest"' --seeds 1 2 3 --windows 64 --threads 1
