@@ -211,7 +211,7 @@ def train_decoder(
         "train": dataclasses.asdict(train),
     }
     settings = prepare_run(run_dir, settings, resume, must_match=("bundle", "dataset_id"))
-    cfg = TrainConfig(**settings["train"])
+    cfg, context = TrainConfig(**settings["train"]), settings["context"]  # a resumed run's own
     train_ids, test_ids = split_episodes(full.num_episodes, settings["holdout"], seed=0)
     train_view = SequenceView(dataset_id, data_dir=data_dir, episodes=train_ids)
     test_view = SequenceView(dataset_id, data_dir=data_dir, episodes=test_ids or train_ids)
@@ -227,7 +227,7 @@ def train_decoder(
     )
     objective = DreamDecoderObjective(
         tokenizer,
-        settings["context"],
+        context,
         ReconstructionLoss(perceptual=settings["perceptual"]),
         settings["recon_share"],
     )

@@ -6,6 +6,7 @@ import argparse
 
 from experiments.arg_types import positive_int
 from experiments.train_args import add_train_arguments, train_config_from_args
+from world_models.perceptual import BACKENDS
 
 NAME = "train-decoder"
 HELP = (
@@ -45,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--perceptual",
-        choices=("stlpips", "lpips", "none"),
+        choices=BACKENDS,
         default="none",
         help="perceptual term of the reconstruction loss (default none: MSE only)",
     )

@@ -6,6 +6,7 @@ import argparse
 
 from experiments.arg_types import positive_int
 from experiments.train_args import add_train_arguments, train_config_from_args
+from world_models.perceptual import BACKENDS
 
 NAME = "train-tokenizer"
 HELP = "Train a video tokenizer (CNN or causal transformer with MAE) on a dataset."
@@ -16,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kind", choices=("cnn", "transformer"), default="cnn")
     parser.add_argument(
         "--perceptual",
-        choices=("stlpips", "lpips", "none"),
+        choices=BACKENDS,
         default="stlpips",
         help="perceptual loss backend (default: stlpips, shipped offline)",
     )
